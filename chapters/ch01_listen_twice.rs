@@ -1,0 +1,197 @@
+//! Chapter 1: `listen` twice on one port, without cluster, gives `EADDRINUSE`.
+//!
+//! Three experiments: four servers in one process, two processes, and the kernel rule
+//! underneath (what `SO_REUSEADDR` allows on Linux). Run it with
+//! `cargo run --bin ch01-listen-twice`.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, LOOPBACK};
+use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
+use cluster_walkthrough::sys::{self, Transport};
+use cluster_walkthrough::trace;
+
+pub static CHAPTER: Chapter = Chapter {
+    number: 1,
+    slug: "listen-twice",
+    title: "Listening twice: EADDRINUSE",
+    intro: "Without cluster, every listen() binds its own socket. We start four servers on one port in one\n\
+            process, then a second process on the same port, and watch which syscall fails and what\n\
+            error Node would report. Last, the kernel rule behind it: what SO_REUSEADDR allows.",
+    outro: "bind(2) fails with EADDRINUSE, libuv keeps the error until listen, and Node reports it as `listen EADDRINUSE`.",
+    run,
+    role: Some(role),
+};
+
+#[allow(dead_code)]
+fn main() -> ExitCode {
+    chapter::main(&CHAPTER)
+}
+
+fn run(ctx: &Ctx) -> Result<(), ChapterError> {
+    let port = ctx.pick_port()?;
+    one_process_four_servers(port)?;
+    two_processes(port)?;
+    reuseaddr_rules()
+}
+
+// ANCHOR: four_servers
+/// One process, four `net.createServer().listen(port, '127.0.0.1')` calls.
+fn one_process_four_servers(port: u16) -> Result<(), ChapterError> {
+    trace::heading("1a. One process, four servers on one port");
+    trace::set_label("process A");
+    let mut servers = Vec::new();
+    for i in 1..=4 {
+        let mut server = Server::new(&format!("server {i}"));
+        let opts = ListenOptions::new(LOOPBACK, port);
+        net::trace_listen_call(&server, &opts);
+        match server.listen(&opts) {
+            ListenStep::Listening(addr) => trace::ok(&format!("listening on {addr}")),
+            ListenStep::Failed(err) if i == 1 => {
+                return Err(first_server_failed(port, &err.to_string()));
+            }
+            ListenStep::Failed(err) => trace::error(&err),
+            ListenStep::AskPrimary(_) => unreachable!("not a cluster worker"),
+        }
+        servers.push(server);
+    }
+    Ok(())
+}
+// ANCHOR_END: four_servers
+
+fn first_server_failed(port: u16, err: &str) -> ChapterError {
+    if err.contains("EADDRINUSE") {
+        ChapterError::PortInUse {
+            host: LOOPBACK,
+            port,
+        }
+    } else {
+        ChapterError::Failed(format!("the first server could not listen: {err}"))
+    }
+}
+
+// ANCHOR: two_processes
+/// Process A listens, then starts process B (this same program again), which tries too.
+fn two_processes(port: u16) -> Result<(), ChapterError> {
+    trace::heading("1b. Two processes, one port");
+    trace::set_label("process A");
+    let mut server = Server::new("server");
+    let opts = ListenOptions::new(LOOPBACK, port);
+    net::trace_listen_call(&server, &opts);
+    match server.listen(&opts) {
+        ListenStep::Listening(addr) => trace::ok(&format!("listening on {addr}")),
+        ListenStep::Failed(err) => return Err(first_server_failed(port, &err.to_string())),
+        ListenStep::AskPrimary(_) => unreachable!("not a cluster worker"),
+    }
+    trace::step("starts process B: the same program, a separate process");
+    let status = Ctx { port }.spawn_role(&format!("second:{port}"), Duration::from_secs(10))?;
+    trace::set_label("process A");
+    let code = status.code().unwrap_or(-1);
+    trace::step(&format!(
+        "process B exited with code {code} (an unhandled 'error' event ends a Node process with 1)"
+    ));
+    drop(server);
+    Ok(())
+}
+
+/// Process B: listen on the port process A holds.
+fn role(role: &str) -> ExitCode {
+    let Some(port) = role.strip_prefix("second:").and_then(|p| p.parse().ok()) else {
+        eprintln!("error: unknown role {role:?}");
+        return ExitCode::from(2);
+    };
+    trace::set_label("process B");
+    let mut server = Server::new("server");
+    let opts = ListenOptions::new(LOOPBACK, port);
+    net::trace_listen_call(&server, &opts);
+    match server.listen(&opts) {
+        ListenStep::Listening(addr) => {
+            trace::ok(&format!("listening on {addr}"));
+            ExitCode::SUCCESS
+        }
+        ListenStep::Failed(err) => {
+            trace::error(&err);
+            ExitCode::FAILURE
+        }
+        ListenStep::AskPrimary(_) => ExitCode::FAILURE,
+    }
+}
+// ANCHOR_END: two_processes
+
+/// A socket for the kernel experiments, with or without the options under test.
+fn raw_socket(reuseaddr: bool, reuseport: bool) -> Result<OwnedFd, ChapterError> {
+    let fd = sys::socket(LOOPBACK, Transport::Tcp).map_err(errno)?;
+    if reuseaddr {
+        sys::set_reuseaddr(fd.as_fd()).map_err(errno)?;
+    }
+    if reuseport {
+        sys::set_reuseport(fd.as_fd()).map_err(errno)?;
+    }
+    Ok(fd)
+}
+
+fn errno(e: nix::errno::Errno) -> ChapterError {
+    ChapterError::Failed(format!("unexpected error from the kernel: {e}"))
+}
+
+// ANCHOR: reuseaddr_rules
+/// The four cases of Linux's rule, each on a fresh port: two sockets, A then B.
+fn reuseaddr_rules() -> Result<(), ChapterError> {
+    trace::heading("1c. What SO_REUSEADDR allows on Linux");
+    kernel_case(
+        "1: both SO_REUSEADDR, A listening, then B binds",
+        true,
+        false,
+        true,
+    )?;
+    kernel_case(
+        "2: both SO_REUSEADDR, A only bound, then B binds",
+        true,
+        false,
+        false,
+    )?;
+    kernel_case(
+        "3: no SO_REUSEADDR, A only bound, then B binds",
+        false,
+        false,
+        false,
+    )?;
+    kernel_case(
+        "4: both SO_REUSEADDR + SO_REUSEPORT, A listening",
+        true,
+        true,
+        true,
+    )?;
+    Ok(())
+}
+
+fn kernel_case(title: &str, addr: bool, port: bool, a_listens: bool) -> Result<(), ChapterError> {
+    let at = SocketAddr::new(LOOPBACK, chapter::free_port()?);
+    trace::raw(&format!("case {title}"));
+    trace::set_label("socket A");
+    let a = raw_socket(addr, port)?;
+    sys::bind(a.as_fd(), at).map_err(errno)?;
+    if a_listens {
+        sys::listen(a.as_fd(), 511).map_err(errno)?;
+    }
+    trace::set_label("socket B");
+    let b = raw_socket(addr, port)?;
+    if sys::bind(b.as_fd(), at).is_err() {
+        trace::note("B cannot even bind");
+        return Ok(());
+    }
+    if !a_listens {
+        trace::set_label("socket A");
+        sys::listen(a.as_fd(), 511).map_err(errno)?;
+        trace::set_label("socket B");
+    }
+    match sys::listen(b.as_fd(), 511) {
+        Ok(()) => trace::note("both listen: the kernel spreads connections over A and B"),
+        Err(_) => trace::note("B could bind, but only one socket may listen"),
+    }
+    Ok(())
+}
+// ANCHOR_END: reuseaddr_rules

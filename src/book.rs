@@ -1,0 +1,123 @@
+//! Builds this project's mdBook (the explanation in `book/`) to HTML.
+//!
+//! The crate builds its own book through the `mdbook-driver` library, so
+//! `cargo run -- book` works with nothing but cargo: no separate `mdbook`
+//! install, and the mdBook version is pinned in `Cargo.lock` like every other
+//! dependency. The book includes snapshot files from our tests, so building it
+//! here also means the book and the code are checked by the same `cargo test`.
+//!
+//! mdBook logs through `tracing`; without a subscriber its messages are
+//! dropped, so a build prints nothing. Problems with `{{#include}}` links are
+//! only logged by mdBook, not returned as errors; `tests/book.rs` checks for
+//! them instead.
+
+use std::error::Error;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use mdbook_driver::MDBook;
+
+/// Why the book could not be built. Each message is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    /// `book.toml`, `SUMMARY.md` or a chapter file could not be read or parsed.
+    #[error("cannot load the book at {}: {}", root.display(), one_line(source.as_ref()))]
+    Load {
+        root: PathBuf,
+        source: Box<dyn Error + Send + Sync>,
+    },
+    /// mdBook loaded the book but rendering it failed.
+    #[error("cannot build the book: {}", one_line(source.as_ref()))]
+    Build {
+        source: Box<dyn Error + Send + Sync>,
+    },
+    /// The output directory cannot be created or written to, or it is not a
+    /// safe place to write (mdBook empties it before writing).
+    #[error("cannot write the book to {}: {source}", path.display())]
+    OutDir { path: PathBuf, source: io::Error },
+}
+
+/// The book's root directory (the one holding `book.toml`) in this crate.
+pub fn book_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("book")
+}
+
+/// Builds the HTML book found at `book_root` into `out_dir` and returns the
+/// path of the generated `index.html`.
+///
+/// `out_dir` is created if needed. A relative `out_dir` is taken relative to
+/// the current directory (mdBook itself would take it relative to
+/// `book_root`). mdBook deletes everything already in `out_dir` before
+/// writing, so this refuses an `out_dir` that is `book_root` or one of its
+/// ancestors.
+pub fn build(book_root: &Path, out_dir: &Path) -> Result<PathBuf, BookError> {
+    let out_dir = prepare_out_dir(book_root, out_dir)?;
+
+    let mut book = MDBook::load(book_root).map_err(|e| BookError::Load {
+        root: book_root.to_path_buf(),
+        source: e.into(),
+    })?;
+    book.config.build.build_dir = out_dir;
+    book.build()
+        .map_err(|e| BookError::Build { source: e.into() })?;
+
+    // With one renderer mdBook writes straight into the build dir; with
+    // several, each gets a subdirectory. `build_dir_for` knows which.
+    Ok(book.build_dir_for("html").join("index.html"))
+}
+
+/// Makes `out_dir` absolute, creates it, and checks that a file can be
+/// written in it, so that a bad directory gives a clear [`BookError::OutDir`]
+/// instead of an error from deep inside mdBook.
+fn prepare_out_dir(book_root: &Path, out_dir: &Path) -> Result<PathBuf, BookError> {
+    let fail = |source: io::Error| BookError::OutDir {
+        path: out_dir.to_path_buf(),
+        source,
+    };
+    let out_dir = std::path::absolute(out_dir).map_err(fail)?;
+    fs::create_dir_all(&out_dir).map_err(fail)?;
+
+    if let (Ok(out), Ok(root)) = (out_dir.canonicalize(), book_root.canonicalize())
+        && root.starts_with(&out)
+    {
+        return Err(fail(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it contains the book's sources, and mdBook empties its out dir before writing",
+        )));
+    }
+
+    let probe = out_dir.join(format!(".write-check-{}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(fail)?;
+    fs::remove_file(&probe).map_err(fail)?;
+    Ok(out_dir)
+}
+
+/// Formats an error and its causes as one line: `outer: cause: cause`.
+/// mdBook's errors are `anyhow` chains, and some causes (TOML parse errors)
+/// span several lines; their lines are joined with spaces.
+fn one_line(err: &(dyn Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        let text = e.to_string();
+        let mut first = true;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if !first {
+                out.push(' ');
+            }
+            first = false;
+            out.push_str(line);
+        }
+        next = e.source();
+    }
+    out
+}

@@ -1,0 +1,23 @@
+//! # cluster-walkthrough
+//!
+//! Why can many Node.js cluster workers all `listen()` on one port without `EADDRINUSE`?
+//! This crate answers by re-building Node's machinery in Rust, file for file, with real
+//! processes, real sockets and real fd passing. Module names follow Node's files so the two
+//! can be read side by side:
+//!
+//! | here | Node v20.20.2 |
+//! |---|---|
+//! | [`net`] | `lib/net.js` |
+//! | [`errors`] | `lib/internal/errors.js` |
+//! | [`tcp_wrap`] | `src/tcp_wrap.cc` + libuv `src/unix/tcp.c` |
+//! | [`cluster`] | `lib/cluster.js`, `lib/internal/cluster/*` |
+//! | [`sys`] | the syscalls libuv makes |
+
+pub mod book;
+pub mod chapter;
+pub mod cluster;
+pub mod errors;
+pub mod net;
+pub mod sys;
+pub mod tcp_wrap;
+pub mod trace;

@@ -1,0 +1,172 @@
+//! `cluster-walkthrough`: the guided tour (the default), one chapter, the chapter list, the
+//! book. Thin on purpose: it parses the command line and hands over to the library or to a
+//! chapter program.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use cluster_walkthrough::chapter::{self, Chapter, Ctx};
+use cluster_walkthrough::{book, trace};
+
+#[path = "../chapters/ch01_listen_twice.rs"]
+mod ch01;
+
+/// Every chapter, in reading order.
+fn chapters() -> [&'static Chapter; 1] {
+    [&ch01::CHAPTER]
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cluster-walkthrough",
+    version,
+    about = "Why can many Node.js cluster workers listen() on one port? Run the answer."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run every chapter in order (the default)
+    Tour {
+        /// Port for the chapters' servers on 127.0.0.1 (default: a free one per chapter)
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// List the chapters and how to run each
+    List,
+    /// Run one chapter, by number or slug
+    Chapter {
+        /// A number (`1`) or a slug (`listen-twice`)
+        which: String,
+        /// Port for the chapter's servers on 127.0.0.1 (default: a free one)
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Build the HTML book and print the path of its index.html
+    Book {
+        /// Where to write the book (default: book/build)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    // A re-executed copy of this program in a helper role (chapter 1's second process).
+    if std::env::var_os(chapter::ROLE_ENV).is_some() {
+        return run_role();
+    }
+    let cli = Cli::parse();
+    trace::init(trace::Format::Text, true, false);
+    match cli.command.unwrap_or(Cmd::Tour { port: 0 }) {
+        Cmd::Tour { port } => tour(port),
+        Cmd::List => list(),
+        Cmd::Chapter { which, port } => match find(&which) {
+            Some(ch) => chapter::run_framed(ch, &Ctx { port }),
+            None => {
+                eprintln!(
+                    "error: no chapter {which:?}; `cluster-walkthrough list` shows the chapters"
+                );
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Book { out } => build_book(out),
+    }
+}
+
+/// The helper role comes with the chapter it belongs to: `chapter N` is in our arguments.
+fn run_role() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args
+        .iter()
+        .position(|a| a == "chapter")
+        .and_then(|i| args.get(i + 1));
+    match which.and_then(|w| find(w)) {
+        Some(ch) => chapter::main(ch),
+        None => {
+            eprintln!("error: a helper role was requested outside a chapter");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn find(which: &str) -> Option<&'static Chapter> {
+    let n: Option<u8> = which.parse().ok();
+    chapters()
+        .into_iter()
+        .find(|c| Some(c.number) == n || c.slug == which || c.bin_name() == which)
+}
+
+fn list() -> ExitCode {
+    for ch in chapters() {
+        println!(
+            "{:>2}  {:<40} cargo run --bin {}",
+            ch.number,
+            ch.title,
+            ch.bin_name()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// Each chapter runs as its own process (`<this program> chapter N`), as a reader would run
+/// it; a chapter that fails or hangs stops the tour with a clear line.
+fn tour(port: u16) -> ExitCode {
+    trace::raw("The cluster walkthrough: why many Node.js workers can listen on one port.");
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("error: cannot find this program's own path to run the chapters");
+        return ExitCode::FAILURE;
+    };
+    for ch in chapters() {
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "chapter",
+            &ch.number.to_string(),
+            "--port",
+            &port.to_string(),
+        ]);
+        let status = cmd
+            .spawn()
+            .map_err(|e| chapter::ChapterError::io("start a chapter", e))
+            .and_then(|child| chapter::wait_with_limit(child, Duration::from_secs(120)));
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                eprintln!(
+                    "error: chapter {} ({}) failed ({s}); run it alone with `cargo run --bin {}`",
+                    ch.number,
+                    ch.title,
+                    ch.bin_name()
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: chapter {}: {e}", ch.number);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    trace::raw("");
+    trace::raw("End of the tour. `cargo run -- book` builds the book that explains every line.");
+    ExitCode::SUCCESS
+}
+
+fn build_book(out: Option<PathBuf>) -> ExitCode {
+    let root = book::book_root();
+    let out = out.unwrap_or_else(|| root.join("build"));
+    match book::build(&root, &out) {
+        Ok(index) => {
+            println!("{}", index.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Mirror of Node's [`lib/net.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/net.js):
+//! the path from `server.listen(...)` to a listening socket, or to a question for the primary.
+//!
+//! The call chain is Node's, name for name:
+//!
+//! ```text
+//! Server::listen  ->  listen_in_cluster  ->  primary (or exclusive): Server::listen2
+//!                                        \->  worker: a ServerQuery for cluster::child::get_server
+//! Server::listen2 (setupListenHandle) -> create_server_handle (bind only) -> TcpHandle::listen
+//! ```
+//!
+//! What the listen path does *not* decide is the interesting part: whether this process is a
+//! cluster worker. That is [`crate::cluster::is_primary`], read from the environment.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::BorrowedFd;
+
+use nix::errno::Errno;
+use serde_json::{Map, Value, json};
+
+use crate::cluster;
+use crate::errors::NetError;
+use crate::sys;
+use crate::tcp_wrap::{DEFAULT_BACKLOG, TcpHandle};
+use crate::trace;
+
+/// The `addressType` of a server query: `4`/`6` for TCP, `"udp4"`/`"udp6"` for UDP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressType {
+    Tcp4,
+    Tcp6,
+    Udp4,
+    Udp6,
+}
+
+impl AddressType {
+    /// For a bound IP: 4 or 6.
+    pub fn tcp_for(ip: IpAddr) -> Self {
+        if ip.is_ipv4() {
+            AddressType::Tcp4
+        } else {
+            AddressType::Tcp6
+        }
+    }
+
+    /// For a UDP socket: udp4 or udp6.
+    pub fn udp_for(ip: IpAddr) -> Self {
+        if ip.is_ipv4() {
+            AddressType::Udp4
+        } else {
+            AddressType::Udp6
+        }
+    }
+
+    /// Whether this is a UDP type (always a shared handle in the primary).
+    pub fn is_udp(self) -> bool {
+        matches!(self, AddressType::Udp4 | AddressType::Udp6)
+    }
+
+    /// As JSON: the number `4` or the string `"udp4"`, as Node sends it.
+    pub fn to_json(self) -> Value {
+        match self {
+            AddressType::Tcp4 => json!(4),
+            AddressType::Tcp6 => json!(6),
+            AddressType::Udp4 => json!("udp4"),
+            AddressType::Udp6 => json!("udp6"),
+        }
+    }
+
+    /// Parse what a peer sent.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        match v {
+            Value::Number(n) if n.as_i64() == Some(4) => Some(AddressType::Tcp4),
+            Value::Number(n) if n.as_i64() == Some(6) => Some(AddressType::Tcp6),
+            Value::String(s) if s == "udp4" => Some(AddressType::Udp4),
+            Value::String(s) if s == "udp6" => Some(AddressType::Udp6),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AddressType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressType::Tcp4 => "4",
+            AddressType::Tcp6 => "6",
+            AddressType::Udp4 => "udp4",
+            AddressType::Udp6 => "udp6",
+        })
+    }
+}
+
+/// What a caller passes to `listen`: `server.listen({ port, host, exclusive, backlog })`.
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    /// An IP literal. Our programs always pass one (`127.0.0.1` unless the user chose another):
+    /// Node with no host binds `::`, every interface, which a teaching tool should not do.
+    pub host: IpAddr,
+    pub port: u16,
+    /// `exclusive: true`: bind in this process even in a cluster worker.
+    pub exclusive: bool,
+    /// 0 means "Node's default", 511.
+    pub backlog: i32,
+}
+
+impl ListenOptions {
+    /// `listen(port, host)`.
+    pub fn new(host: IpAddr, port: u16) -> Self {
+        Self {
+            host,
+            port,
+            exclusive: false,
+            backlog: 0,
+        }
+    }
+}
+
+/// The `serverQuery` object `listenInCluster` builds for `cluster._getServer`: the fields
+/// a worker sends in `queryServer`, in Node's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerQuery {
+    pub address: Option<String>,
+    pub port: u16,
+    pub address_type: AddressType,
+    /// `undefined` for TCP (dropped by JSON), `-1` for UDP.
+    pub fd: Option<i32>,
+    pub flags: u32,
+    /// Absent for UDP queries.
+    pub backlog: Option<i32>,
+}
+
+impl ServerQuery {
+    /// The fields after `act`, `index` and `data`, in the order Node's spread puts them.
+    pub fn to_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("address".into(), json!(self.address));
+        m.insert("port".into(), json!(self.port));
+        m.insert("addressType".into(), self.address_type.to_json());
+        if let Some(fd) = self.fd {
+            m.insert("fd".into(), json!(fd));
+        }
+        m.insert("flags".into(), json!(self.flags));
+        if let Some(b) = self.backlog {
+            m.insert("backlog".into(), json!(b));
+        }
+        m
+    }
+}
+
+/// What is behind `server._handle`.
+#[derive(Debug)]
+pub enum ServerHandle {
+    /// A real socket: ours (primary, exclusive) or the primary's shared one (SCHED_NONE).
+    Tcp(TcpHandle),
+    /// The worker's fake round-robin handle: no socket at all, connections arrive by IPC.
+    RoundRobin(cluster::child::FakeHandle),
+}
+
+/// Where a `listen` call got to.
+#[derive(Debug)]
+pub enum ListenStep {
+    /// Listening now.
+    Listening(SocketAddr),
+    /// The `'error'` event.
+    Failed(NetError),
+    /// A cluster worker must ask the primary (`cluster._getServer`).
+    AskPrimary(ServerQuery),
+}
+
+/// `net.Server`: a name for the trace, and its handle once it has one.
+#[derive(Debug)]
+pub struct Server {
+    pub name: String,
+    handle: Option<ServerHandle>,
+    /// `server._connectionKey`: `4:127.0.0.1:8000`, set once listening.
+    connection_key: Option<String>,
+    address: Option<SocketAddr>,
+}
+
+impl Server {
+    /// `net.createServer()`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            handle: None,
+            connection_key: None,
+            address: None,
+        }
+    }
+
+    // ANCHOR: listen
+    /// `Server.prototype.listen` with a host: Node resolves the host (`lookupAndListen`),
+    /// then calls `listenInCluster` with the address, port, family and `exclusive`.
+    pub fn listen(&mut self, opts: &ListenOptions) -> ListenStep {
+        let address_type = AddressType::tcp_for(opts.host);
+        listen_in_cluster(
+            self,
+            opts.host,
+            opts.port,
+            address_type,
+            opts.backlog,
+            opts.exclusive,
+        )
+    }
+    // ANCHOR_END: listen
+
+    /// The address it listens on, as `server.address()` reports it.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
+    }
+
+    /// `server._connectionKey`.
+    pub fn connection_key(&self) -> Option<&str> {
+        self.connection_key.as_deref()
+    }
+
+    /// The handle, once listening.
+    pub fn handle(&self) -> Option<&ServerHandle> {
+        self.handle.as_ref()
+    }
+
+    /// The real listening socket, if this server has one (not for a round-robin worker).
+    pub fn listening_fd(&self) -> Option<BorrowedFd<'_>> {
+        match &self.handle {
+            Some(ServerHandle::Tcp(h)) => Some(h.fd()),
+            _ => None,
+        }
+    }
+
+    /// `server.close()`: drop the handle (closing a real socket).
+    pub fn close(&mut self) -> Option<ServerHandle> {
+        self.address = None;
+        self.connection_key = None;
+        self.handle.take()
+    }
+
+    // ANCHOR: listen2
+    /// `setupListenHandle` (`Server.prototype._listen2`): make a handle unless one was given
+    /// (by the primary), then `listen(backlog || 511)`. A failure is a `listen` error.
+    pub fn listen2(
+        &mut self,
+        address: IpAddr,
+        port: u16,
+        backlog: i32,
+    ) -> Result<SocketAddr, NetError> {
+        let host = address.to_string();
+        if self.handle.is_none() {
+            let handle = create_server_handle(address, port)
+                .map_err(|e| NetError::uv("listen", e, Some(&host), port))?;
+            self.handle = Some(ServerHandle::Tcp(handle));
+        }
+        let backlog = if backlog > 0 {
+            backlog
+        } else {
+            DEFAULT_BACKLOG
+        };
+        let listened = match &self.handle {
+            Some(ServerHandle::Tcp(h)) => h.listen(backlog),
+            Some(ServerHandle::RoundRobin(fake)) => fake.listen(backlog),
+            None => Err(Errno::EINVAL),
+        };
+        if let Err(e) = listened {
+            self.handle = None; // Node closes the handle and emits 'error' on nextTick.
+            return Err(NetError::uv("listen", e, Some(&host), port));
+        }
+        let bound = self
+            .bound_address()
+            .unwrap_or(SocketAddr::new(address, port));
+        self.connection_key = Some(format!(
+            "{}:{}:{}",
+            AddressType::tcp_for(address),
+            address,
+            bound.port()
+        ));
+        self.address = Some(bound);
+        Ok(bound)
+    }
+    // ANCHOR_END: listen2
+
+    fn bound_address(&self) -> Option<SocketAddr> {
+        match &self.handle {
+            Some(ServerHandle::Tcp(h)) => sys::getsockname(h.fd()).ok(),
+            Some(ServerHandle::RoundRobin(fake)) => fake.getsockname(),
+            None => None,
+        }
+    }
+
+    /// Give the server a handle that came from the primary (`server._handle = handle`).
+    pub fn set_handle(&mut self, handle: ServerHandle) {
+        self.handle = Some(handle);
+    }
+}
+
+// ANCHOR: listen_in_cluster
+/// `listenInCluster`: the fork in the road. A primary — which, by Node's definition, is
+/// every process not started by `cluster.fork()` — or an `exclusive` listen binds right
+/// here. A worker asks the primary instead.
+pub fn listen_in_cluster(
+    server: &mut Server,
+    address: IpAddr,
+    port: u16,
+    address_type: AddressType,
+    backlog: i32,
+    exclusive: bool,
+) -> ListenStep {
+    if cluster::is_primary() || exclusive {
+        return match server.listen2(address, port, backlog) {
+            Ok(addr) => ListenStep::Listening(addr),
+            Err(e) => ListenStep::Failed(e),
+        };
+    }
+    ListenStep::AskPrimary(ServerQuery {
+        address: Some(address.to_string()),
+        port,
+        address_type,
+        fd: None,
+        flags: 0,
+        backlog: Some(backlog),
+    })
+}
+// ANCHOR_END: listen_in_cluster
+
+// ANCHOR: create_server_handle
+/// `createServerHandle`: a new TCP handle, bound but **not** listening. The primary's
+/// `SharedHandle` uses exactly this, so what it sends workers is a bound, silent socket.
+pub fn create_server_handle(address: IpAddr, port: u16) -> Result<TcpHandle, Errno> {
+    TcpHandle::bind(SocketAddr::new(address, port))
+}
+// ANCHOR_END: create_server_handle
+
+// ANCHOR: check_bind_error
+/// `checkBindError`: the only way a worker can see that the primary's bind really failed
+/// when it got a socket anyway (libuv delayed the error in the *primary's* handle). If the
+/// socket is not on the port we asked for, call it `EADDRINUSE`.
+pub fn check_bind_error(port: u16, handle: &TcpHandle) -> Result<(), Errno> {
+    if port == 0 {
+        return Ok(());
+    }
+    match sys::getsockname_traced(handle.fd()) {
+        Ok(addr) if addr.port() != port => Err(Errno::EADDRINUSE),
+        _ => Ok(()),
+    }
+}
+// ANCHOR_END: check_bind_error
+
+// ANCHOR: listen_on_primary_handle
+/// `listenOnPrimaryHandle`: the worker's callback for the primary's answer. An error from
+/// the primary becomes `bind <CODE> address:port` (`ExceptionWithHostPort`, no uv text).
+/// Otherwise the handle becomes `server._handle`, and `listen2` runs as in a primary — on a
+/// handle that already exists.
+pub fn listen_on_primary_handle(
+    server: &mut Server,
+    errno: Option<Errno>,
+    handle: Option<ServerHandle>,
+    address: IpAddr,
+    port: u16,
+    backlog: i32,
+) -> Result<SocketAddr, NetError> {
+    let host = address.to_string();
+    let mut err = errno;
+    if let (None, Some(ServerHandle::Tcp(h))) = (err, &handle) {
+        err = check_bind_error(port, h).err();
+    }
+    if let Some(e) = err {
+        return Err(NetError::plain("bind", e, Some(&host), port));
+    }
+    let Some(handle) = handle else {
+        return Err(NetError::plain("bind", Errno::EINVAL, Some(&host), port));
+    };
+    server.set_handle(handle);
+    server.listen2(address, port, backlog)
+}
+// ANCHOR_END: listen_on_primary_handle
+
+/// A handle's fd, for polling.
+pub fn handle_fd(handle: &ServerHandle) -> Option<BorrowedFd<'_>> {
+    match handle {
+        ServerHandle::Tcp(h) => Some(h.fd()),
+        ServerHandle::RoundRobin(_) => None,
+    }
+}
+
+/// Trace the Node-level call, in the form a reader would type it.
+pub fn trace_listen_call(server: &Server, opts: &ListenOptions) {
+    let mut s = format!(
+        "{}: listen({{ port: {}, host: '{}'",
+        server.name, opts.port, opts.host
+    );
+    if opts.exclusive {
+        s.push_str(", exclusive: true");
+    }
+    s.push_str(" })");
+    trace::step(&s);
+}

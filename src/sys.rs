@@ -1,0 +1,372 @@
+//! The one place that talks to the kernel.
+//!
+//! Node never calls `socket(2)` itself: libuv does, in `src/unix/tcp.c`, `src/unix/stream.c`
+//! and `src/unix/process.c`. This file plays libuv's part for our mirror. Every other module
+//! asks here for a socket, a bind, a `sendmsg` with `SCM_RIGHTS`, and so on, which keeps all
+//! `unsafe` and all errno handling in one file.
+//!
+//! The functions that a chapter wants to show (socket, setsockopt, bind, listen, accept4,
+//! getsockname) print themselves as a syscall line through [`crate::trace`], in the form
+//! `strace` would use, so a reader sees exactly which process made which call.
+
+use std::io::IoSlice;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType, SockaddrIn, SockaddrIn6, SockaddrStorage, sockopt,
+};
+
+use crate::trace;
+
+/// Which transport a socket speaks: the `addressType` values `4`/`6` vs `udp4`/`udp6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+fn family_of(ip: IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn family_name(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "AF_INET",
+        IpAddr::V6(_) => "AF_INET6",
+    }
+}
+
+/// `socket(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`, as libuv's `uv__socket` does.
+pub fn socket(ip: IpAddr, transport: Transport) -> Result<OwnedFd, Errno> {
+    let (ty, ty_name) = match transport {
+        Transport::Tcp => (SockType::Stream, "SOCK_STREAM"),
+        Transport::Udp => (SockType::Datagram, "SOCK_DGRAM"),
+    };
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let res = socket::socket(family_of(ip), ty, flags, None);
+    let call = format!(
+        "socket({}, {ty_name}|SOCK_NONBLOCK|SOCK_CLOEXEC, 0)",
+        family_name(ip)
+    );
+    trace::syscall(&call, &fd_result(&res));
+    res
+}
+
+/// `setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1)`: libuv sets it on every TCP socket it binds.
+pub fn set_reuseaddr(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let res = socket::setsockopt(&fd, sockopt::ReuseAddr, &true);
+    let call = format!(
+        "setsockopt({}, SOL_SOCKET, SO_REUSEADDR, [1])",
+        fd.as_raw_fd()
+    );
+    trace::syscall(&call, &unit_result(&res));
+    res
+}
+
+/// `setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, 1)`: never used by Node v20; here for the
+/// chapter that shows what the kernel can do without Node.
+pub fn set_reuseport(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let res = socket::setsockopt(&fd, sockopt::ReusePort, &true);
+    let call = format!(
+        "setsockopt({}, SOL_SOCKET, SO_REUSEPORT, [1])",
+        fd.as_raw_fd()
+    );
+    trace::syscall(&call, &unit_result(&res));
+    res
+}
+
+/// `bind(2)` to an IP address and port.
+pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> Result<(), Errno> {
+    let res = match addr {
+        SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
+        SocketAddr::V6(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a)),
+    };
+    let call = format!("bind({}, {})", fd.as_raw_fd(), show_addr(addr));
+    trace::syscall(&call, &unit_result(&res));
+    res
+}
+
+/// `listen(2)`. Node always asks for 511 unless the user gave a backlog.
+pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
+    let backlog_arg = Backlog::new(backlog).unwrap_or(Backlog::MAXCONN);
+    let res = socket::listen(&fd, backlog_arg);
+    let call = format!("listen({}, {backlog})", fd.as_raw_fd());
+    trace::syscall(&call, &unit_result(&res));
+    res
+}
+
+/// `accept4(2)` with `SOCK_NONBLOCK | SOCK_CLOEXEC`, as libuv's `uv__accept` does. Returns
+/// `Ok(None)` when the accept queue is empty (`EAGAIN`), which is how a loser of a
+/// SCHED_NONE wake-up race finds out it lost.
+pub fn accept4(fd: BorrowedFd<'_>, traced: bool) -> Result<Option<OwnedFd>, Errno> {
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let res = loop {
+        match socket::accept4(fd.as_raw_fd(), flags) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    // SAFETY: accept4 just returned this fd to us and nobody else owns it.
+    let res = res.map(|raw| unsafe { OwnedFd::from_raw_fd(raw) });
+    if traced {
+        let call = format!("accept4({}, SOCK_NONBLOCK|SOCK_CLOEXEC)", fd.as_raw_fd());
+        trace::syscall(&call, &fd_result(&res));
+    }
+    match res {
+        Ok(conn) => Ok(Some(conn)),
+        Err(Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The address a socket is bound to, or `None` for an unbound socket (port 0).
+pub fn getsockname(fd: BorrowedFd<'_>) -> Result<SocketAddr, Errno> {
+    let storage: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
+    if let Some(v4) = storage.as_sockaddr_in() {
+        return Ok(SocketAddr::V4((*v4).into()));
+    }
+    if let Some(v6) = storage.as_sockaddr_in6() {
+        return Ok(SocketAddr::V6((*v6).into()));
+    }
+    Err(Errno::EAFNOSUPPORT)
+}
+
+/// `getsockname(2)` printed as a syscall line, for the places where the book wants the
+/// reader to see it (Node's `checkBindError`).
+pub fn getsockname_traced(fd: BorrowedFd<'_>) -> Result<SocketAddr, Errno> {
+    let res = getsockname(fd);
+    let call = format!("getsockname({})", fd.as_raw_fd());
+    let shown = match &res {
+        Ok(addr) => format!("0 ({})", show_addr(*addr)),
+        Err(e) => errno_result(*e),
+    };
+    trace::syscall(&call, &shown);
+    res
+}
+
+/// Render an address as Node and strace print it: `127.0.0.1:8000`, `[::1]:8000`.
+pub fn show_addr(addr: SocketAddr) -> String {
+    addr.to_string()
+}
+
+fn fd_result(res: &Result<OwnedFd, Errno>) -> String {
+    match res {
+        Ok(fd) => fd.as_raw_fd().to_string(),
+        Err(e) => errno_result(*e),
+    }
+}
+
+fn unit_result(res: &Result<(), Errno>) -> String {
+    match res {
+        Ok(()) => "0".to_string(),
+        Err(e) => errno_result(*e),
+    }
+}
+
+/// `-1 EADDRINUSE (Address already in use)`, strace's way of showing a failure.
+pub fn errno_result(e: Errno) -> String {
+    format!("-1 {e:?} ({})", e.desc())
+}
+
+/// A connected `AF_UNIX` stream pair, both ends CLOEXEC: the IPC channel between a primary
+/// and one worker (libuv's `uv_socketpair` in `uv_spawn`).
+pub fn socketpair() -> Result<(OwnedFd, OwnedFd), Errno> {
+    socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+}
+
+/// Put an fd into non-blocking mode (sockets handed to a peer must be non-blocking).
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    let flags = if on {
+        flags | OFlag::O_NONBLOCK
+    } else {
+        flags & !OFlag::O_NONBLOCK
+    };
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map(|_| ())
+}
+
+/// Clear `FD_CLOEXEC` so an fd survives `execve`; used only on the worker's end of the
+/// channel, right before exec.
+pub fn clear_cloexec(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map(|_| ())
+}
+
+/// `sendmsg(2)` with one `SCM_RIGHTS` control message holding exactly one fd: how libuv's
+/// `uv_write2` sends a handle. Returns how many bytes went out.
+pub fn sendmsg_with_fd(chan: BorrowedFd<'_>, bytes: &[u8], fd: RawFd) -> Result<usize, Errno> {
+    let iov = [IoSlice::new(bytes)];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    loop {
+        match socket::sendmsg::<()>(chan.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A plain `write` of channel bytes (`send` with `MSG_NOSIGNAL`, so a dead peer gives
+/// `EPIPE` instead of killing us with `SIGPIPE`).
+pub fn send(chan: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
+    loop {
+        match socket::send(chan.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// What one `recvmsg` on the channel brought: bytes, and any fds that rode along.
+pub struct Received {
+    pub len: usize,
+    pub fds: Vec<OwnedFd>,
+    /// The kernel cut the control data short (`MSG_CTRUNC`): an fd was lost.
+    pub truncated: bool,
+}
+
+/// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`, room for a few fds, as libuv reads an IPC pipe.
+pub fn recvmsg(chan: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
+    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = loop {
+        match socket::recvmsg::<()>(
+            chan.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => break other?,
+        }
+    };
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: SCM_RIGHTS just installed these fds in our table; we are their only owner.
+            fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+        }
+    }
+    Ok(Received {
+        len: msg.bytes,
+        fds,
+        truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC),
+    })
+}
+
+/// `read(2)` that retries on `EINTR`.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        match nix::unistd::read(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `write(2)` that retries on `EINTR`.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
+    loop {
+        match nix::unistd::write(fd, buf) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// `recvfrom(2)` on a UDP socket.
+pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<SocketAddr>), Errno> {
+    let (n, from) = socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), buf)?;
+    let from = from.and_then(|s| {
+        s.as_sockaddr_in()
+            .map(|a| SocketAddr::V4((*a).into()))
+            .or_else(|| s.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into())))
+    });
+    Ok((n, from))
+}
+
+/// `sendto(2)` on a UDP socket.
+pub fn send_to(fd: BorrowedFd<'_>, buf: &[u8], to: SocketAddr) -> Result<usize, Errno> {
+    match to {
+        SocketAddr::V4(a) => {
+            socket::sendto(fd.as_raw_fd(), buf, &SockaddrIn::from(a), MsgFlags::empty())
+        }
+        SocketAddr::V6(a) => socket::sendto(
+            fd.as_raw_fd(),
+            buf,
+            &SockaddrIn6::from(a),
+            MsgFlags::empty(),
+        ),
+    }
+}
+
+/// Set `SO_RCVTIMEO`/`SO_SNDTIMEO` so a blocking client socket can never hang a test.
+pub fn set_timeouts(fd: BorrowedFd<'_>, timeout: Duration) -> Result<(), Errno> {
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
+    socket::setsockopt(&fd, sockopt::ReceiveTimeout, &tv)?;
+    socket::setsockopt(&fd, sockopt::SendTimeout, &tv)
+}
+
+/// `poll(2)` over a set of fds; returns the revents per entry. `EINTR` counts as "nothing
+/// ready" so the caller's loop simply goes round again.
+pub fn poll(fds: &[(BorrowedFd<'_>, bool)], timeout: Duration) -> Result<Vec<PollReady>, Errno> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, want_write)| {
+            let mut flags = PollFlags::POLLIN;
+            if *want_write {
+                flags |= PollFlags::POLLOUT;
+            }
+            PollFd::new(*fd, flags)
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+    match nix::poll::poll(&mut pfds, timeout) {
+        Ok(_) => {}
+        Err(Errno::EINTR) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(pfds
+        .iter()
+        .map(|p| {
+            let r = p.revents().unwrap_or(PollFlags::empty());
+            PollReady {
+                readable: r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
+                writable: r.intersects(PollFlags::POLLOUT | PollFlags::POLLERR),
+            }
+        })
+        .collect())
+}
+
+/// What `poll` said about one fd.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollReady {
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// Duplicate an fd (CLOEXEC), for the rare place that needs two owners of one socket.
+pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
+    fd.try_clone_to_owned()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+}
+
+/// Borrow helper so callers can write `sys::borrow(&owned)`.
+pub fn borrow(fd: &impl AsFd) -> BorrowedFd<'_> {
+    fd.as_fd()
+}

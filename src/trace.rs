@@ -1,0 +1,307 @@
+//! How a process tells its story: one line per event, process label first.
+//!
+//! Every program in this project (a chapter, the lab, a worker) prints through here, so
+//! the output has one shape everywhere: stable enough to snapshot, short enough to read.
+//! Each line is written with a single `write(2)`, so when a primary and its workers share a
+//! terminal or a pipe their lines never tear into each other.
+//!
+//! Two renderings: text (colours on a terminal, plain when piped or when `NO_COLOR` is set)
+//! and JSON (one object per event, for scripts; see `--json`).
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
+
+use anstyle::{AnsiColor, Style};
+use serde_json::{Value, json};
+
+use crate::errors::NetError;
+
+/// How events are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    /// Print nothing (benchmarks, or a worker told to be quiet).
+    Off,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    format: Format,
+    colour: bool,
+    syscalls: bool,
+    wire: bool,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+static LABEL: Mutex<String> = Mutex::new(String::new());
+
+/// The environment variable through which a primary hands its trace settings to the
+/// workers it forks (they re-run the same program, and must print the same way).
+pub const ENV: &str = "CLUSTER_WALKTHROUGH_TRACE";
+
+/// Set the rendering once, at the start of a process. Later calls are ignored.
+pub fn init(format: Format, syscalls: bool, wire: bool) {
+    let colour = std::env::var_os("NO_COLOR").is_none()
+        && (std::env::var_os("CLICOLOR_FORCE").is_some() || std::io::stdout().is_terminal());
+    let _ = CONFIG.set(Config {
+        format,
+        colour,
+        syscalls,
+        wire,
+    });
+}
+
+/// The settings as a short string for [`ENV`], e.g. `text,syscalls,wire`.
+pub fn to_env() -> String {
+    let c = config();
+    let mut s = match c.format {
+        Format::Text => "text".to_string(),
+        Format::Json => "json".to_string(),
+        Format::Off => "off".to_string(),
+    };
+    if c.syscalls {
+        s.push_str(",syscalls");
+    }
+    if c.wire {
+        s.push_str(",wire");
+    }
+    s
+}
+
+/// Initialise from [`ENV`] if a primary set it; returns whether it did.
+pub fn init_from_env() -> bool {
+    let Ok(v) = std::env::var(ENV) else {
+        return false;
+    };
+    let parts: Vec<&str> = v.split(',').collect();
+    let format = match parts.first().copied() {
+        Some("json") => Format::Json,
+        Some("off") => Format::Off,
+        _ => Format::Text,
+    };
+    init(format, parts.contains(&"syscalls"), parts.contains(&"wire"));
+    true
+}
+
+fn config() -> Config {
+    *CONFIG.get_or_init(|| Config {
+        format: Format::Text,
+        colour: false,
+        syscalls: true,
+        wire: false,
+    })
+}
+
+/// Whether `--trace-wire` is on (callers skip building the line when it is not).
+pub fn wire_enabled() -> bool {
+    config().wire && config().format != Format::Off
+}
+
+/// The current output format.
+pub fn format() -> Format {
+    config().format
+}
+
+/// Name the process (or the part of it) that the next lines speak for.
+pub fn set_label(label: &str) {
+    let mut l = LABEL.lock().unwrap_or_else(|p| p.into_inner());
+    l.clear();
+    l.push_str(label);
+}
+
+/// The current label.
+pub fn label() -> String {
+    LABEL.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Step,
+    Syscall,
+    Wire,
+    Ok,
+    Error,
+    Note,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Step => "step",
+            Kind::Syscall => "syscall",
+            Kind::Wire => "wire",
+            Kind::Ok => "ok",
+            Kind::Error => "error",
+            Kind::Note => "note",
+        }
+    }
+}
+
+fn label_style(label: &str) -> Style {
+    let colour = if label.starts_with("primary") {
+        AnsiColor::Magenta
+    } else if let Some(n) = label.strip_prefix("worker ") {
+        let palette = [
+            AnsiColor::Cyan,
+            AnsiColor::Yellow,
+            AnsiColor::Blue,
+            AnsiColor::Green,
+        ];
+        let i: usize = n.parse().unwrap_or(1);
+        palette[(i.max(1) - 1) % palette.len()]
+    } else {
+        AnsiColor::Cyan
+    };
+    Style::new().fg_color(Some(colour.into())).bold()
+}
+
+fn body_style(kind: Kind) -> Style {
+    match kind {
+        Kind::Step => Style::new(),
+        Kind::Syscall => Style::new().dimmed(),
+        Kind::Wire => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
+        Kind::Ok => Style::new().fg_color(Some(AnsiColor::Green.into())),
+        Kind::Error => Style::new().fg_color(Some(AnsiColor::Red.into())).bold(),
+        Kind::Note => Style::new().italic(),
+    }
+}
+
+fn prefix(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Step => "",
+        Kind::Syscall => "  ",
+        Kind::Wire => "  ",
+        Kind::Ok => "  ok: ",
+        Kind::Error => "  error: ",
+        Kind::Note => "  # ",
+    }
+}
+
+fn write_line(line: &str) {
+    // One write per line: lines from different processes never interleave mid-line.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
+
+fn emit(kind: Kind, text: &str, extra: Option<Value>) {
+    let c = config();
+    match c.format {
+        Format::Off => {}
+        Format::Text => {
+            let label = label();
+            let line = if c.colour {
+                let ls = label_style(&label);
+                let bs = body_style(kind);
+                format!("{ls}{label:<10}{ls:#} {bs}{}{text}{bs:#}\n", prefix(kind))
+            } else {
+                format!("{label:<10} {}{text}\n", prefix(kind))
+            };
+            write_line(&line);
+        }
+        Format::Json => {
+            let mut obj = json!({
+                "process": label(),
+                "pid": std::process::id(),
+                "event": kind.name(),
+                "text": text,
+            });
+            if let (Some(Value::Object(extra)), Some(map)) = (extra, obj.as_object_mut()) {
+                map.extend(extra);
+            }
+            write_line(&format!("{obj}\n"));
+        }
+    }
+}
+
+/// Something the program does at Node's level: `server 1: listen(P, '127.0.0.1')`.
+pub fn step(text: &str) {
+    emit(Kind::Step, text, None);
+}
+
+/// A syscall and its result, in strace's form: `bind(3, 127.0.0.1:8000) = 0`.
+pub fn syscall(call: &str, result: &str) {
+    if config().syscalls {
+        emit(
+            Kind::Syscall,
+            &format!("{call} = {result}"),
+            Some(json!({"call": call, "result": result})),
+        );
+    }
+}
+
+/// A syscall that was *not* made, and why (the reader must see the absence too).
+pub fn syscall_skipped(call: &str, why: &str) {
+    if config().syscalls {
+        emit(
+            Kind::Syscall,
+            &format!("{call} not called: {why}"),
+            Some(json!({"call": call, "skipped": why})),
+        );
+    }
+}
+
+/// A channel message as it goes out, verbatim: `-> worker 1 {"cmd":"NODE_CLUSTER",...}`.
+pub fn wire(direction: &str, line: &str) {
+    if wire_enabled() {
+        emit(
+            Kind::Wire,
+            &format!("{direction} {line}"),
+            Some(json!({"direction": direction, "message": line})),
+        );
+    }
+}
+
+/// A good outcome: `listening on 127.0.0.1:8000`.
+pub fn ok(text: &str) {
+    emit(Kind::Ok, text, None);
+}
+
+/// An error as Node would show it, with the properties Node attaches to it.
+pub fn error(err: &NetError) {
+    let text = format!(
+        "{err} (code {}, syscall {}, errno {})",
+        err.code(),
+        err.syscall(),
+        err.errno()
+    );
+    emit(Kind::Error, &text, Some(err.to_json()));
+}
+
+/// A failure that is not one of Node's errors (a worker that died, a bad message).
+pub fn problem(text: &str) {
+    emit(Kind::Error, text, None);
+}
+
+/// An explanation for the reader, not something that happened.
+pub fn note(text: &str) {
+    emit(Kind::Note, text, None);
+}
+
+/// Print a raw line with no label (headings and summaries of the tour).
+pub fn raw(text: &str) {
+    if config().format == Format::Text {
+        write_line(&format!("{text}\n"));
+    }
+}
+
+/// A heading, bold on a terminal.
+pub fn heading(text: &str) {
+    if config().format != Format::Text {
+        return;
+    }
+    if config().colour {
+        let s = Style::new().bold().underline();
+        write_line(&format!("\n{s}{text}{s:#}\n"));
+    } else {
+        write_line(&format!("\n{text}\n"));
+    }
+}
+
+/// A JSON object printed as one line, whatever the format (the `--json` summary).
+pub fn json_line(value: &Value) {
+    if config().format == Format::Json {
+        write_line(&format!("{value}\n"));
+    }
+}
