@@ -3,8 +3,9 @@
 //! The crate builds its own book through the `mdbook-driver` library, so
 //! `cargo run -- book` works with nothing but cargo: no separate `mdbook`
 //! install, and the mdBook version is pinned in `Cargo.lock` like every other
-//! dependency. The book includes snapshot files from our tests, so building it
-//! here also means the book and the code are checked by the same `cargo test`.
+//! dependency. The book quotes snapshot files from our tests, so `cargo test`
+//! builds it too and checks that everything it quotes is still there (see
+//! `tests/book.rs`).
 //!
 //! mdBook logs through `tracing`; without a subscriber its messages are
 //! dropped, so a build prints nothing. Problems with `{{#include}}` links are

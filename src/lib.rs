@@ -14,9 +14,12 @@
 //! | [`sys`] | the syscalls libuv makes |
 
 pub mod book;
+pub mod channel;
 pub mod chapter;
 pub mod cluster;
 pub mod errors;
+pub mod http;
+pub mod lab;
 pub mod net;
 pub mod sys;
 pub mod tcp_wrap;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use cluster_walkthrough::chapter::{self, Chapter, Ctx};
-use cluster_walkthrough::{book, trace};
+use cluster_walkthrough::{book, lab, trace};
 
 #[path = "../chapters/ch01_listen_twice.rs"]
 mod ch01;
@@ -48,6 +48,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         port: u16,
     },
+    /// A primary with N workers and every knob Node has
+    Lab(lab::LabArgs),
     /// Build the HTML book and print the path of its index.html
     Book {
         /// Where to write the book (default: book/build)
@@ -57,12 +59,18 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Started by cluster.fork()? Then this process is a worker, as in a Node cluster script.
+    if let Some(code) = lab::worker_entry() {
+        return code;
+    }
     // A re-executed copy of this program in a helper role (chapter 1's second process).
     if std::env::var_os(chapter::ROLE_ENV).is_some() {
         return run_role();
     }
     let cli = Cli::parse();
-    trace::init(trace::Format::Text, true, false);
+    if !matches!(cli.command, Some(Cmd::Lab(_))) {
+        trace::init(trace::Format::Text, true, false);
+    }
     match cli.command.unwrap_or(Cmd::Tour { port: 0 }) {
         Cmd::Tour { port } => tour(port),
         Cmd::List => list(),
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Book { out } => build_book(out),
+        Cmd::Lab(args) => lab::main(&args),
     }
 }
 

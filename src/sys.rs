@@ -115,7 +115,7 @@ pub fn accept4(fd: BorrowedFd<'_>, traced: bool) -> Result<Option<OwnedFd>, Errn
     };
     // SAFETY: accept4 just returned this fd to us and nobody else owns it.
     let res = res.map(|raw| unsafe { OwnedFd::from_raw_fd(raw) });
-    if traced {
+    if traced && res.as_ref().err() != Some(&Errno::EAGAIN) {
         let call = format!("accept4({}, SOCK_NONBLOCK|SOCK_CLOEXEC)", fd.as_raw_fd());
         trace::syscall(&call, &fd_result(&res));
     }
@@ -369,4 +369,78 @@ pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
 /// Borrow helper so callers can write `sys::borrow(&owned)`.
 pub fn borrow(fd: &impl AsFd) -> BorrowedFd<'_> {
     fd.as_fd()
+}
+
+/// Runs in a freshly forked worker, between `fork` and `exec`: put the channel on `target`
+/// (Node's fd 3) without `FD_CLOEXEC`, and ask the kernel to kill us if the primary dies (a
+/// backstop for the channel EOF that normally ends a worker).
+///
+/// Only async-signal-safe calls are allowed here.
+pub fn prepare_worker_child(channel: RawFd, target: RawFd, parent: u32) -> std::io::Result<()> {
+    // SAFETY: dup2/fcntl/prctl/getppid are async-signal-safe and take plain integers.
+    unsafe {
+        if channel == target {
+            if libc::fcntl(target, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        } else if libc::dup2(channel, target) == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::getppid() as u32 != parent {
+            libc::_exit(0); // the primary died before we could ask
+        }
+    }
+    Ok(())
+}
+
+/// `kill(2)`; a process that is already gone is not an error here.
+pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+/// `SIGKILL` for 9.
+pub fn signal_name(signo: i32) -> String {
+    nix::sys::signal::Signal::try_from(signo)
+        .map(|s| format!("{s:?}"))
+        .unwrap_or_else(|_| signo.to_string())
+}
+
+/// [`poll`] over raw fds that the caller keeps open for the duration of the call.
+pub fn poll_raw(fds: &[(RawFd, bool)], timeout: Duration) -> Result<Vec<PollReady>, Errno> {
+    // SAFETY: every fd belongs to an object the caller holds across this call, so each
+    // stays open while it is borrowed here.
+    let borrowed: Vec<(BorrowedFd<'_>, bool)> = fds
+        .iter()
+        .map(|&(fd, w)| (unsafe { BorrowedFd::borrow_raw(fd) }, w))
+        .collect();
+    poll(&borrowed, timeout)
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Ctrl-C and SIGTERM set a flag (and interrupt `poll`) instead of killing the primary at
+/// once, so it can stop its workers and reap them before it exits.
+pub fn install_interrupt_handler() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Whether Ctrl-C or SIGTERM arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
 }

@@ -1,10 +1,25 @@
 //! Mirror of [`lib/internal/cluster/child.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/child.js):
-//! the worker's side of the cluster.
+//! the worker's side. It starts by saying `online`, asks the primary for servers
+//! (`_getServer`), turns each answer into a handle (`rr()`: a fake one; `shared()`: the real
+//! socket), answers `newconn` with `{accepted}`, and closes its servers on `disconnect`.
+//!
+//! [`Runtime`] is `cluster.worker` plus the process's channel. The program that uses it (the
+//! lab's worker) owns the servers; the runtime tells it what the primary said, as
+//! [`WorkerEvent`]s.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
+use serde_json::{Map, Value, json};
+
+use super::NODE_UNIQUE_ID;
+use super::utils;
+use crate::channel::{Channel, ChannelError, HandleType, Incoming};
+use crate::net::ServerQuery;
+use crate::trace;
 
 static SET_UP: AtomicBool = AtomicBool::new(false);
 
@@ -32,4 +47,378 @@ impl FakeHandle {
     pub fn getsockname(&self) -> Option<SocketAddr> {
         self.sockname
     }
+}
+
+/// What the primary's answer to `queryServer` gave us.
+#[derive(Debug)]
+pub enum GotHandle {
+    /// `rr()`: round robin; connections will come as `newconn`.
+    RoundRobin(FakeHandle),
+    /// `shared()`: the primary's bound socket, ours to listen on (TCP) or read (UDP).
+    Shared(OwnedFd, HandleType),
+}
+
+/// What the runtime tells the program.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// The answer to `get_server(slot, ...)`.
+    Server {
+        slot: usize,
+        key: String,
+        result: Result<GotHandle, Errno>,
+    },
+    /// A round-robin connection for the server in `slot`, already accepted (`{accepted:true}`).
+    Connection { slot: usize, fd: OwnedFd },
+    /// The primary said `disconnect`: servers are closed; finish up and exit.
+    Disconnect,
+    /// The channel closed: the primary is gone. Node's worker exits with code 0.
+    PrimaryGone,
+    /// A user message from the primary.
+    Message(Value),
+}
+
+/// What a `queryServer` reply must be matched with.
+struct PendingQuery {
+    slot: usize,
+    indexes_key: String,
+    index: u64,
+    /// The query object itself: Node reuses it, with `act: 'listening'`, once listening.
+    message: Map<String, Value>,
+}
+
+/// A cluster-managed server: where it lives in the program, and how it was asked for.
+struct Registered {
+    slot: usize,
+    indexes_key: String,
+    index: u64,
+    message: Map<String, Value>,
+}
+
+/// `indexes`: per `address:port:addressType:fd`, the next index and the ones in use.
+#[derive(Default)]
+struct Indexes {
+    next_index: u64,
+    set: Vec<u64>,
+}
+
+/// `cluster.worker` and its channel.
+pub struct Runtime {
+    pub id: u32,
+    channel: Channel,
+    callbacks: HashMap<u64, PendingQuery>,
+    indexes: HashMap<String, Indexes>,
+    /// `handles`: the cluster-managed servers by key.
+    handles: BTreeMap<String, Registered>,
+    exited_after_disconnect: bool,
+}
+
+/// Why `setup_worker` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("NODE_CHANNEL_FD is not a file descriptor number: {0:?}")]
+    BadChannelFd(String),
+    #[error("NODE_UNIQUE_ID is not a worker id: {0:?}")]
+    BadId(String),
+    #[error("the IPC channel cannot be used: {0}")]
+    Channel(ChannelError),
+}
+
+// ANCHOR: setup_worker
+/// `setupChildProcessIpcChannel` + `_setupWorker`: open the channel named by
+/// `NODE_CHANNEL_FD`, remove the three variables so our own children start as primaries,
+/// and say `online` — all before user code. `None` when this process is not a worker.
+///
+/// Call it first thing in `main`, while the process has a single thread.
+pub fn setup_worker() -> Option<Result<Runtime, SetupError>> {
+    let id = std::env::var(NODE_UNIQUE_ID).ok()?;
+    let fd = std::env::var("NODE_CHANNEL_FD").unwrap_or_default();
+    for var in [
+        NODE_UNIQUE_ID,
+        "NODE_CHANNEL_FD",
+        "NODE_CHANNEL_SERIALIZATION_MODE",
+    ] {
+        // SAFETY: called at the start of main, before any thread exists, so nothing can be
+        // reading the environment concurrently.
+        unsafe { std::env::remove_var(var) };
+    }
+    SET_UP.store(true, Ordering::Relaxed);
+    Some(open_channel(&id, &fd))
+}
+// ANCHOR_END: setup_worker
+
+fn open_channel(id: &str, fd: &str) -> Result<Runtime, SetupError> {
+    let id: u32 = id.parse().map_err(|_| SetupError::BadId(id.to_string()))?;
+    let raw: i32 = fd
+        .parse()
+        .ok()
+        .filter(|f| *f >= 0)
+        .ok_or_else(|| SetupError::BadChannelFd(fd.to_string()))?;
+    if nix::fcntl::fcntl(
+        // SAFETY: only asks whether `raw` is open; no ownership is taken.
+        unsafe { BorrowedFd::borrow_raw(raw) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .is_err()
+    {
+        return Err(SetupError::BadChannelFd(fd.to_string()));
+    }
+    // SAFETY: the primary put the channel on this fd for us; it is open (checked above) and
+    // nothing else in this process owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Like libuv's recvmsg, keep the channel itself out of our own children.
+    let _ = nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let channel = Channel::new(owned, "primary").map_err(SetupError::Channel)?;
+    let mut rt = Runtime {
+        id,
+        channel,
+        callbacks: HashMap::new(),
+        indexes: HashMap::new(),
+        handles: BTreeMap::new(),
+        exited_after_disconnect: false,
+    };
+    trace::step("online -> primary (before any user code)");
+    rt.send(utils::fields(&[("act", json!("online"))]));
+    Ok(rt)
+}
+
+impl Runtime {
+    /// The channel's socket, for polling.
+    pub fn channel_fd(&self) -> BorrowedFd<'_> {
+        self.channel.fd()
+    }
+
+    /// Whether the channel has bytes waiting to go out.
+    pub fn wants_write(&self) -> bool {
+        self.channel.wants_write()
+    }
+
+    /// `sendHelper` in the worker.
+    fn send(&mut self, fields: Map<String, Value>) -> u64 {
+        let (msg, seq) = utils::envelope(fields);
+        self.channel.send(msg);
+        seq
+    }
+
+    /// `process.send(msg)`: a user message to the primary.
+    pub fn send_user(&mut self, msg: Value) {
+        self.channel.send(msg);
+    }
+
+    // ANCHOR: get_server
+    /// `cluster._getServer`: number this listen (`index`, per `address:port:addressType:fd`),
+    /// and send `queryServer`. The answer comes back as [`WorkerEvent::Server`].
+    pub fn get_server(&mut self, slot: usize, query: &ServerQuery) {
+        // Array.prototype.join turns null and undefined into empty strings.
+        let indexes_key = format!(
+            "{}:{}:{}:{}",
+            query.address.as_deref().unwrap_or(""),
+            query.port,
+            query.address_type,
+            query.fd.map(|f| f.to_string()).unwrap_or_default()
+        );
+        let entry = self.indexes.entry(indexes_key.clone()).or_default();
+        let index = entry.next_index;
+        entry.next_index += 1;
+        entry.set.push(index);
+        let mut message = utils::fields(&[
+            ("act", json!("queryServer")),
+            ("index", json!(index)),
+            ("data", Value::Null),
+        ]);
+        message.extend(query.to_fields());
+        trace::step(&format!(
+            "cluster._getServer: queryServer index {index} -> primary"
+        ));
+        let seq = self.send(message.clone());
+        self.callbacks.insert(
+            seq,
+            PendingQuery {
+                slot,
+                indexes_key,
+                index,
+                message,
+            },
+        );
+    }
+    // ANCHOR_END: get_server
+
+    /// Once the server listens: the same message, `act` now `listening`, with the real port.
+    pub fn send_listening(&mut self, key: &str, port: u16) {
+        let Some(r) = self.handles.get(key) else {
+            return;
+        };
+        let mut message = r.message.clone();
+        message.insert("act".into(), json!("listening"));
+        message.insert("port".into(), json!(port));
+        self.send(message);
+    }
+
+    // ANCHOR: close
+    /// Closing a cluster-managed server: tell the primary (`{act:'close', key}`, no reply)
+    /// and free the index so the next listen on this address starts at 0 again.
+    pub fn close_server(&mut self, key: &str) {
+        let Some(r) = self.handles.remove(key) else {
+            return;
+        };
+        self.send(utils::fields(&[
+            ("act", json!("close")),
+            ("key", json!(key)),
+        ]));
+        self.remove_indexes_key(&r.indexes_key, r.index);
+    }
+    // ANCHOR_END: close
+
+    fn remove_indexes_key(&mut self, indexes_key: &str, index: u64) {
+        let Some(e) = self.indexes.get_mut(indexes_key) else {
+            return;
+        };
+        e.set.retain(|&i| i != index);
+        if e.set.is_empty() {
+            self.indexes.remove(indexes_key);
+        }
+    }
+
+    /// Keys of the cluster-managed servers.
+    pub fn keys(&self) -> Vec<String> {
+        self.handles.keys().cloned().collect()
+    }
+
+    /// Read the channel and turn what came into events.
+    pub fn on_readable(&mut self) -> Result<Vec<WorkerEvent>, ChannelError> {
+        let messages = match self.channel.read()? {
+            Some(m) => m,
+            None => return Ok(vec![WorkerEvent::PrimaryGone]),
+        };
+        let mut events = Vec::new();
+        for m in messages {
+            events.extend(self.on_message(m));
+        }
+        if self.channel.is_closed() {
+            events.push(WorkerEvent::PrimaryGone);
+        }
+        Ok(events)
+    }
+
+    /// Flush pending output (on `POLLOUT`).
+    pub fn flush(&mut self) {
+        self.channel.flush();
+    }
+
+    // ANCHOR: onmessage
+    /// `onmessage` in the worker: replies by `ack`, then `newconn` and `disconnect`.
+    fn on_message(&mut self, m: Incoming) -> Option<WorkerEvent> {
+        if !utils::is_internal(&m.msg) {
+            return Some(WorkerEvent::Message(m.msg));
+        }
+        if !utils::is_cluster(&m.msg) {
+            return None;
+        }
+        if let Some(ack) = utils::ack_of(&m.msg) {
+            let pending = self.callbacks.remove(&ack)?;
+            return Some(self.on_query_reply(pending, &m.msg, m.fd, m.handle_type));
+        }
+        match utils::act_of(&m.msg) {
+            Some("newconn") => self.on_connection(&m.msg, m.fd),
+            Some("disconnect") => Some(self.disconnect()),
+            _ => None,
+        }
+    }
+    // ANCHOR_END: onmessage
+
+    // ANCHOR: rr_shared
+    /// The `queryServer` callback: an fd means `shared()`, none means `rr()` — the presence of
+    /// the fd decides, not the policy.
+    fn on_query_reply(
+        &mut self,
+        p: PendingQuery,
+        reply: &Value,
+        fd: Option<OwnedFd>,
+        ty: Option<HandleType>,
+    ) -> WorkerEvent {
+        let key = reply
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let errno = reply.get("errno").and_then(Value::as_i64).unwrap_or(0);
+        let result = if errno != 0 {
+            self.remove_indexes_key(&p.indexes_key, p.index);
+            Err(Errno::from_raw(-(errno as i32)))
+        } else if let (Some(fd), Some(ty)) = (fd, ty) {
+            Ok(GotHandle::Shared(fd, ty)) // shared()
+        } else {
+            Ok(GotHandle::RoundRobin(FakeHandle {
+                key: key.clone(),
+                sockname: sockname_of(reply),
+            })) // rr()
+        };
+        if result.is_ok() {
+            let r = Registered {
+                slot: p.slot,
+                indexes_key: p.indexes_key,
+                index: p.index,
+                message: p.message,
+            };
+            self.handles.insert(key.clone(), r);
+        }
+        WorkerEvent::Server {
+            slot: p.slot,
+            key,
+            result,
+        }
+    }
+    // ANCHOR_END: rr_shared
+
+    // ANCHOR: onconnection
+    /// `onconnection`: is the server still here? Say so (`{ack, accepted}`) before using the
+    /// connection; if not, close our copy and the primary gives it to someone else.
+    fn on_connection(&mut self, msg: &Value, fd: Option<OwnedFd>) -> Option<WorkerEvent> {
+        let key = msg.get("key").and_then(Value::as_str).unwrap_or("");
+        let seq = msg.get("seq").cloned().unwrap_or(Value::Null);
+        let slot = self.handles.get(key).map(|r| r.slot);
+        let accepted = slot.is_some() && fd.is_some();
+        trace::step(&format!(
+            "newconn for {key}{}: accepted {accepted}",
+            fd.as_ref()
+                .map(|f| format!(" (fd {})", f.as_raw_fd()))
+                .unwrap_or_default()
+        ));
+        self.send(utils::fields(&[
+            ("ack", seq),
+            ("accepted", json!(accepted)),
+        ]));
+        match (slot, fd) {
+            (Some(slot), Some(fd)) if accepted => Some(WorkerEvent::Connection { slot, fd }),
+            _ => None, // dropping fd closes the worker's copy
+        }
+    }
+    // ANCHOR_END: onconnection
+
+    // ANCHOR: disconnect
+    /// `_disconnect(primaryInitiated = true)`: close every cluster-managed server, then the
+    /// channel. Servers the cluster does not manage (`exclusive`) are the program's business.
+    fn disconnect(&mut self) -> WorkerEvent {
+        self.exited_after_disconnect = true;
+        trace::step("disconnect from the primary: closing cluster servers");
+        for key in self.keys() {
+            self.close_server(&key);
+        }
+        WorkerEvent::Disconnect
+    }
+    // ANCHOR_END: disconnect
+
+    /// Whether the primary asked us to go (so channel EOF is expected).
+    pub fn exited_after_disconnect(&self) -> bool {
+        self.exited_after_disconnect
+    }
+}
+
+fn sockname_of(reply: &Value) -> Option<SocketAddr> {
+    let s = reply.get("sockname")?;
+    let ip: std::net::IpAddr = s.get("address")?.as_str()?.parse().ok()?;
+    let port = u16::try_from(s.get("port")?.as_u64()?).ok()?;
+    Some(SocketAddr::new(ip, port))
 }

@@ -18,3 +18,41 @@ pub fn is_primary() -> bool {
 
 /// The variable `cluster.fork()` sets to the worker's id.
 pub const NODE_UNIQUE_ID: &str = "NODE_UNIQUE_ID";
+
+pub mod primary;
+pub mod round_robin_handle;
+pub mod shared_handle;
+pub mod utils;
+
+/// `cluster.SCHED_NONE` (1) and `cluster.SCHED_RR` (2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulingPolicy {
+    /// The primary binds, every worker listens and accepts on the shared socket.
+    None = 1,
+    /// The primary accepts and hands each connection to a worker.
+    RoundRobin = 2,
+}
+
+impl SchedulingPolicy {
+    /// How Node names it in the docs and in `NODE_CLUSTER_SCHED_POLICY`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulingPolicy::None => "none",
+            SchedulingPolicy::RoundRobin => "rr",
+        }
+    }
+}
+
+// ANCHOR: policy
+/// The policy as `primary.js` reads it when it loads (L48–L58): `rr` or `none` from
+/// `NODE_CLUSTER_SCHED_POLICY`; anything else falls back, silently, to the platform's
+/// default — round robin everywhere but Windows.
+pub fn scheduling_policy_from_env() -> SchedulingPolicy {
+    match std::env::var("NODE_CLUSTER_SCHED_POLICY").as_deref() {
+        Ok("rr") => SchedulingPolicy::RoundRobin,
+        Ok("none") => SchedulingPolicy::None,
+        _ if cfg!(windows) => SchedulingPolicy::None,
+        _ => SchedulingPolicy::RoundRobin,
+    }
+}
+// ANCHOR_END: policy

@@ -1,0 +1,453 @@
+//! The IPC channel between a primary and one worker: newline-delimited JSON over an
+//! `AF_UNIX` stream socket, with file descriptors riding along via `SCM_RIGHTS`.
+//!
+//! Mirrors `setupChannel` in
+//! [`lib/internal/child_process.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process.js#L582)
+//! and the `json` framing in
+//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process/serialization.js),
+//! plus what libuv does underneath (`uv_write2` → `sendmsg`, `uv__read` → `recvmsg`):
+//!
+//! * one JSON document per line; plain lines go out with a plain write;
+//! * a message carrying an fd is wrapped as `{"cmd":"NODE_HANDLE","type":...,"msg":{...}}` and
+//!   goes out with `sendmsg` and exactly one fd, attached to that line's first byte;
+//! * the receiver answers `{"cmd":"NODE_HANDLE_ACK"}` as soon as it has the fd (or
+//!   `NODE_HANDLE_NACK` if none came), and the sender holds *every* later message until then;
+//! * several lines may arrive in one read, one line may span reads, and an fd that arrives
+//!   before its line is complete waits for it.
+//!
+//! Where we are stricter than Node on purpose: a line has a length limit ([`MAX_LINE`]), and a
+//! line that is not JSON is an error we report instead of an exception that kills the process.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
+
+use nix::errno::Errno;
+use serde_json::{Value, json};
+
+use crate::sys;
+use crate::trace;
+
+/// The longest line we accept (1 MiB). Node has no limit; a peer that never sends `\n` would
+/// grow its buffer forever.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// At most this many fds may wait for their `NODE_HANDLE` line; more is a broken peer.
+const MAX_PENDING_FDS: usize = 4;
+
+/// `type` of a `NODE_HANDLE` message: what kind of handle the fd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleType {
+    /// A raw TCP socket: a listening socket or an accepted connection.
+    NetNative,
+    /// A raw UDP socket.
+    DgramNative,
+}
+
+impl HandleType {
+    fn as_str(self) -> &'static str {
+        match self {
+            HandleType::NetNative => "net.Native",
+            HandleType::DgramNative => "dgram.Native",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "net.Native" => Some(HandleType::NetNative),
+            "dgram.Native" => Some(HandleType::DgramNative),
+            _ => None,
+        }
+    }
+}
+
+/// A message that arrived, with the fd that came with it, if any.
+#[derive(Debug)]
+pub struct Incoming {
+    pub msg: Value,
+    pub fd: Option<OwnedFd>,
+    pub handle_type: Option<HandleType>,
+}
+
+/// What a peer did wrong, or what happened to the channel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelError {
+    #[error("sent a line that is not JSON: {excerpt}")]
+    NotJson { excerpt: String },
+    #[error("sent a line longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    #[error("sent a NODE_HANDLE of unknown type {0:?}")]
+    UnknownHandleType(String),
+    #[error("sent file descriptors without NODE_HANDLE lines for them")]
+    StrayFds,
+    #[error("closed the channel in the middle of a line")]
+    ClosedMidLine,
+    #[error("channel {syscall} failed: {errno}")]
+    Sys { syscall: &'static str, errno: Errno },
+}
+
+/// One queued outgoing line, and the fd that must ride on its first byte.
+struct Outgoing {
+    bytes: Vec<u8>,
+    sent: usize,
+    fd: Option<Rc<OwnedFd>>,
+}
+
+/// A message waiting for the peer's `NODE_HANDLE_ACK` before it may go out.
+struct Held {
+    msg: Value,
+    fd: Option<(Rc<OwnedFd>, HandleType)>,
+}
+
+/// One end of the channel.
+pub struct Channel {
+    fd: OwnedFd,
+    /// Who is at the other end, for the wire trace (`worker 1`, `primary`).
+    peer: String,
+    rbuf: Vec<u8>,
+    /// fds received whose `NODE_HANDLE` line has not arrived yet.
+    pending_fds: VecDeque<OwnedFd>,
+    out: VecDeque<Outgoing>,
+    /// `_handleQueue`: everything sent after a handle, until the peer ACKs it.
+    held: VecDeque<Held>,
+    awaiting_ack: bool,
+    closed: bool,
+}
+
+impl Channel {
+    /// Wrap our end of the socketpair. It is made non-blocking: a slow peer must never stall
+    /// the event loop.
+    pub fn new(fd: OwnedFd, peer: &str) -> Result<Self, ChannelError> {
+        sys::set_nonblocking(fd.as_fd(), true).map_err(|errno| ChannelError::Sys {
+            syscall: "fcntl",
+            errno,
+        })?;
+        Ok(Self {
+            fd,
+            peer: peer.to_string(),
+            rbuf: Vec::new(),
+            pending_fds: VecDeque::new(),
+            out: VecDeque::new(),
+            held: VecDeque::new(),
+            awaiting_ack: false,
+            closed: false,
+        })
+    }
+
+    /// The socket, for polling.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Whether the peer is gone (EOF or a failed write).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether there are bytes waiting for the socket to become writable.
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    // ANCHOR: send
+    /// `process.send(message)` / `target._send`: queue a plain message. It waits behind an
+    /// unacknowledged handle, as Node's `_handleQueue` makes it.
+    pub fn send(&mut self, msg: Value) {
+        let is_ack = matches!(
+            msg.get("cmd").and_then(Value::as_str),
+            Some("NODE_HANDLE_ACK" | "NODE_HANDLE_NACK")
+        );
+        if self.awaiting_ack && !is_ack {
+            self.held.push_back(Held { msg, fd: None });
+            return;
+        }
+        self.write_line(&msg, None);
+    }
+
+    /// Send a message with a handle: it is wrapped in `NODE_HANDLE` and the fd rides on it.
+    pub fn send_handle(&mut self, msg: Value, fd: Rc<OwnedFd>, ty: HandleType) {
+        if self.awaiting_ack {
+            self.held.push_back(Held {
+                msg,
+                fd: Some((fd, ty)),
+            });
+            return;
+        }
+        let wrapped = json!({"cmd": "NODE_HANDLE", "type": ty.as_str(), "msg": msg});
+        self.awaiting_ack = true;
+        self.write_line(&wrapped, Some(fd));
+    }
+    // ANCHOR_END: send
+
+    fn write_line(&mut self, msg: &Value, fd: Option<Rc<OwnedFd>>) {
+        let mut line = msg.to_string();
+        if trace::wire_enabled() {
+            let arrow = match &fd {
+                Some(f) => format!("-> {} [fd {}]", self.peer, f.as_raw_fd()),
+                None => format!("-> {}", self.peer),
+            };
+            trace::wire(&arrow, &line);
+        }
+        line.push('\n');
+        self.out.push_back(Outgoing {
+            bytes: line.into_bytes(),
+            sent: 0,
+            fd,
+        });
+        self.flush();
+    }
+
+    /// Write what the socket takes now; the rest waits for `POLLOUT`.
+    pub fn flush(&mut self) {
+        while let Some(head) = self.out.front_mut() {
+            if self.closed {
+                self.out.clear();
+                return;
+            }
+            let rest = &head.bytes[head.sent..];
+            let res = match (&head.fd, head.sent) {
+                (Some(fd), 0) => sys::sendmsg_with_fd(self.fd.as_fd(), rest, fd.as_raw_fd()),
+                _ => sys::send(self.fd.as_fd(), rest),
+            };
+            match res {
+                Ok(n) => {
+                    head.sent += n;
+                    head.fd = None; // the kernel holds its own reference now
+                    if head.sent == head.bytes.len() {
+                        self.out.pop_front();
+                    }
+                }
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    self.closed = true;
+                    self.out.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer acknowledged (or refused) the handle: let the held messages go, up to and
+    /// including the next one that carries a handle.
+    fn release_held(&mut self) {
+        self.awaiting_ack = false;
+        while !self.awaiting_ack {
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            match h.fd {
+                Some((fd, ty)) => self.send_handle(h.msg, fd, ty),
+                None => self.write_line(&h.msg, None),
+            }
+        }
+    }
+
+    // ANCHOR: read
+    /// Read what is there and return the complete messages, in order. `Ok(None)` means the
+    /// peer closed the channel cleanly (EOF on a line boundary).
+    pub fn read(&mut self) -> Result<Option<Vec<Incoming>>, ChannelError> {
+        let mut buf = [0u8; 64 * 1024];
+        let got = match sys::recvmsg(self.fd.as_fd(), &mut buf) {
+            Ok(r) => r,
+            Err(Errno::EAGAIN) => return Ok(Some(Vec::new())),
+            Err(Errno::ECONNRESET) => {
+                self.closed = true;
+                return Ok(None);
+            }
+            Err(errno) => {
+                return Err(ChannelError::Sys {
+                    syscall: "recvmsg",
+                    errno,
+                });
+            }
+        };
+        self.pending_fds.extend(got.fds);
+        if self.pending_fds.len() > MAX_PENDING_FDS {
+            return Err(ChannelError::StrayFds);
+        }
+        if got.len == 0 {
+            self.closed = true;
+            return match self.rbuf.is_empty() {
+                true => Ok(None),
+                false => Err(ChannelError::ClosedMidLine),
+            };
+        }
+        self.rbuf.extend_from_slice(&buf[..got.len]);
+        let messages = self.take_lines()?;
+        if self.rbuf.len() > MAX_LINE {
+            return Err(ChannelError::LineTooLong);
+        }
+        Ok(Some(messages))
+    }
+    // ANCHOR_END: read
+
+    /// Split off every complete line and turn it into a message.
+    fn take_lines(&mut self) -> Result<Vec<Incoming>, ChannelError> {
+        let mut messages = Vec::new();
+        while let Some(nl) = self.rbuf.iter().position(|&b| b == b'\n') {
+            if nl > MAX_LINE {
+                return Err(ChannelError::LineTooLong);
+            }
+            let line: Vec<u8> = self.rbuf.drain(..=nl).collect();
+            let msg: Value =
+                serde_json::from_slice(&line[..nl]).map_err(|_| ChannelError::NotJson {
+                    excerpt: excerpt(&line[..nl]),
+                })?;
+            if let Some(m) = self.on_message(msg)? {
+                messages.push(m);
+            }
+        }
+        Ok(messages)
+    }
+
+    /// What the channel layer itself handles: `NODE_HANDLE` (ACK or NACK it, attach the fd)
+    /// and `NODE_HANDLE_ACK`/`NACK` (release held messages). Everything else passes up.
+    fn on_message(&mut self, msg: Value) -> Result<Option<Incoming>, ChannelError> {
+        match msg.get("cmd").and_then(Value::as_str) {
+            Some("NODE_HANDLE_ACK") | Some("NODE_HANDLE_NACK") => {
+                self.release_held();
+                Ok(None)
+            }
+            Some("NODE_HANDLE") => {
+                let ty_name = msg.get("type").and_then(Value::as_str).unwrap_or("");
+                let ty = HandleType::parse(ty_name)
+                    .ok_or_else(|| ChannelError::UnknownHandleType(ty_name.to_string()))?;
+                let Some(fd) = self.pending_fds.pop_front() else {
+                    self.send(json!({"cmd": "NODE_HANDLE_NACK"}));
+                    return Ok(None);
+                };
+                self.send(json!({"cmd": "NODE_HANDLE_ACK"}));
+                let inner = msg.get("msg").cloned().unwrap_or(Value::Null);
+                Ok(Some(Incoming {
+                    msg: inner,
+                    fd: Some(fd),
+                    handle_type: Some(ty),
+                }))
+            }
+            _ => Ok(Some(Incoming {
+                msg,
+                fd: None,
+                handle_type: None,
+            })),
+        }
+    }
+}
+
+/// The first 60 characters of a bad line, for an error message.
+fn excerpt(line: &[u8]) -> String {
+    let s = String::from_utf8_lossy(line);
+    let mut e: String = s.chars().take(60).collect();
+    if s.chars().count() > 60 {
+        e.push_str("...");
+    }
+    format!("{e:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = sys::socketpair().expect("socketpair");
+        (
+            Channel::new(a, "b").expect("channel"),
+            Channel::new(b, "a").expect("channel"),
+        )
+    }
+
+    fn read_all(c: &mut Channel) -> Vec<Incoming> {
+        c.read().expect("read ok").expect("not EOF")
+    }
+
+    #[test]
+    fn several_lines_in_one_read() {
+        let (mut a, mut b) = pair();
+        a.send(json!({"cmd": "x", "n": 1}));
+        a.send(json!({"cmd": "x", "n": 2}));
+        let got = read_all(&mut b);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].msg["n"], 2);
+    }
+
+    #[test]
+    fn a_line_split_across_reads() {
+        let (a, mut b) = pair();
+        sys::send(a.fd(), b"{\"cmd\":\"x\",").expect("send");
+        assert!(read_all(&mut b).is_empty());
+        sys::send(a.fd(), b"\"n\":7}\n").expect("send");
+        let got = read_all(&mut b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].msg["n"], 7);
+    }
+
+    #[test]
+    fn fd_is_attached_to_its_handle_line_and_acked() {
+        let (mut a, mut b) = pair();
+        let (x, _y) = sys::socketpair().expect("socketpair");
+        a.send(json!({"cmd": "before"}));
+        a.send_handle(
+            json!({"cmd": "NODE_CLUSTER", "act": "newconn"}),
+            Rc::new(x),
+            HandleType::NetNative,
+        );
+        a.send(json!({"cmd": "held"}));
+        let got = read_all(&mut b);
+        assert_eq!(got.len(), 2, "the held message waits for the ACK");
+        assert!(got[0].fd.is_none());
+        assert!(got[1].fd.is_some());
+        assert_eq!(got[1].msg["act"], "newconn");
+        // b answered NODE_HANDLE_ACK; reading it releases "held".
+        assert!(read_all(&mut a).is_empty());
+        let got = read_all(&mut b);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].msg["cmd"], "held");
+    }
+
+    #[test]
+    fn handle_line_without_fd_is_nacked() {
+        let (a, mut b) = pair();
+        sys::send(
+            a.fd(),
+            b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{}}\n",
+        )
+        .expect("send");
+        assert!(read_all(&mut b).is_empty());
+        let mut buf = [0u8; 100];
+        let n = sys::read(a.fd(), &mut buf).expect("read");
+        assert_eq!(&buf[..n], b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n");
+    }
+
+    #[test]
+    fn not_json_is_an_error() {
+        let (a, mut b) = pair();
+        sys::send(a.fd(), b"hello\n").expect("send");
+        assert!(matches!(b.read(), Err(ChannelError::NotJson { .. })));
+    }
+
+    #[test]
+    fn eof_mid_line_is_an_error_and_clean_eof_is_none() {
+        let (a, mut b) = pair();
+        sys::send(a.fd(), b"{\"cmd\":").expect("send");
+        drop(a);
+        assert!(read_all(&mut b).is_empty());
+        assert_eq!(b.read().err(), Some(ChannelError::ClosedMidLine));
+        let (a, mut b) = pair();
+        drop(a);
+        assert!(b.read().expect("ok").is_none());
+    }
+
+    #[test]
+    fn endless_line_hits_the_limit() {
+        let (a, mut b) = pair();
+        let chunk = vec![b'x'; 60 * 1024];
+        let mut result = Ok(Some(Vec::new()));
+        for _ in 0..40 {
+            let _ = sys::send(a.fd(), &chunk);
+            result = b.read();
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result.err(), Some(ChannelError::LineTooLong));
+    }
+}

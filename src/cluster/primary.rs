@@ -1,0 +1,781 @@
+//! Mirror of [`lib/internal/cluster/primary.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js):
+//! forking workers, answering their `queryServer`, and the map of handles by key.
+//!
+//! Node's primary is an event loop; so is ours ([`Primary::poll`]): it reads every worker's
+//! channel, accepts on every round-robin socket, and turns what happens into [`Event`]s for
+//! the program that drives it (the lab), as Node emits `'online'`, `'listening'`, `'exit'`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use serde_json::{Map, Value, json};
+
+use super::round_robin_handle::{Handoff, RoundRobinHandle};
+use super::shared_handle::SharedHandle;
+use super::utils;
+use super::{NODE_UNIQUE_ID, SchedulingPolicy};
+use crate::channel::{Channel, ChannelError, HandleType, Incoming};
+use crate::net::AddressType;
+use crate::sys::{self, PollReady};
+use crate::trace;
+
+/// `cluster.settings`: what to run as a worker. Node runs `process.execPath` with the script
+/// (`exec`) and `args`; we run `exec` with `args`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub exec: PathBuf,
+    pub args: Vec<OsString>,
+    /// Extra environment for every worker (`cluster.fork(env)`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// Re-run this very program with the same arguments, as Node re-runs the script.
+    pub fn this_program() -> std::io::Result<Self> {
+        Ok(Self {
+            exec: std::env::current_exe()?,
+            args: std::env::args_os().skip(1).collect(),
+            env: Vec::new(),
+        })
+    }
+}
+
+/// What happened in the cluster, in the order the primary saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Online {
+        id: u32,
+    },
+    Listening {
+        id: u32,
+        address: Value,
+        port: u16,
+    },
+    /// A user message (`process.send` in the worker).
+    Message {
+        id: u32,
+        msg: Value,
+    },
+    Disconnect {
+        id: u32,
+    },
+    Exit {
+        id: u32,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// The worker broke the protocol; it has been dropped.
+    Problem {
+        id: u32,
+        what: String,
+    },
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ForkError {
+    #[error("socketpair failed: {0}")]
+    Socketpair(Errno),
+    #[error("cannot start {exec}: {source}")]
+    Spawn {
+        exec: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The primary's view of one worker (`Worker` in `lib/internal/cluster/worker.js`).
+pub struct Worker {
+    pub id: u32,
+    pub pid: u32,
+    child: Child,
+    channel: Option<Channel>,
+    exited_after_disconnect: bool,
+    exited: bool,
+}
+
+/// What the primary waits for after a `newconn`: the worker's `{accepted}`.
+struct NewConnCallback {
+    worker: u32,
+    key: String,
+    conn: Rc<OwnedFd>,
+}
+
+enum Handle {
+    RoundRobin(Box<RoundRobinHandle>),
+    Shared(SharedHandle),
+}
+
+impl Handle {
+    fn remove(&mut self, worker: u32) -> bool {
+        match self {
+            Handle::RoundRobin(h) => h.remove(worker),
+            Handle::Shared(h) => h.remove(worker),
+        }
+    }
+}
+
+/// The cluster primary.
+pub struct Primary {
+    settings: Settings,
+    /// Frozen at creation, as `setupPrimary` freezes `cluster.schedulingPolicy`.
+    policy: SchedulingPolicy,
+    /// `ids`: worker ids start at 1 and are never reused.
+    next_id: u32,
+    workers: BTreeMap<u32, Worker>,
+    /// `handles`: key → the socket every worker with that key shares.
+    handles: BTreeMap<String, Handle>,
+    callbacks: HashMap<u64, NewConnCallback>,
+    events: VecDeque<Event>,
+}
+
+impl Primary {
+    /// `cluster.setupPrimary(settings)` with a policy.
+    pub fn new(settings: Settings, policy: SchedulingPolicy) -> Self {
+        Self {
+            settings,
+            policy,
+            next_id: 1,
+            workers: BTreeMap::new(),
+            handles: BTreeMap::new(),
+            callbacks: HashMap::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> SchedulingPolicy {
+        self.policy
+    }
+
+    // ANCHOR: fork
+    /// `cluster.fork()`: a fresh process running the same program, with `NODE_UNIQUE_ID`,
+    /// and an `AF_UNIX` socketpair as its channel on fd 3 (`NODE_CHANNEL_FD`). Nothing else
+    /// is inherited — in particular no listening socket: none exists yet.
+    pub fn fork(&mut self) -> Result<u32, ForkError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (ours, theirs) = sys::socketpair().map_err(ForkError::Socketpair)?;
+        let mut cmd = Command::new(&self.settings.exec);
+        cmd.args(&self.settings.args)
+            .envs(self.settings.env.iter().cloned())
+            .env(NODE_UNIQUE_ID, id.to_string())
+            .env("NODE_CHANNEL_FD", "3")
+            .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
+            .env(trace::ENV, trace::to_env())
+            .stdin(Stdio::null());
+        let channel_fd = theirs.as_raw_fd();
+        let parent = std::process::id();
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // calls (dup2, fcntl, prctl, getppid); see sys::prepare_worker_child.
+        unsafe {
+            cmd.pre_exec(move || sys::prepare_worker_child(channel_fd, 3, parent));
+        }
+        let child = cmd.spawn().map_err(|source| ForkError::Spawn {
+            exec: self.settings.exec.display().to_string(),
+            source,
+        })?;
+        drop(theirs); // or a dead worker would never show as EOF
+        let pid = child.id();
+        trace::step(&format!("fork worker {id} (pid {pid})"));
+        let channel = Channel::new(ours, &format!("worker {id}")).ok();
+        self.workers.insert(
+            id,
+            Worker {
+                id,
+                pid,
+                child,
+                channel,
+                exited_after_disconnect: false,
+                exited: false,
+            },
+        );
+        Ok(id)
+    }
+    // ANCHOR_END: fork
+
+    /// The pid of a worker, if it is still known.
+    pub fn pid(&self, id: u32) -> Option<u32> {
+        self.workers.get(&id).map(|w| w.pid)
+    }
+
+    /// The ids of the workers still known to the primary.
+    pub fn worker_ids(&self) -> Vec<u32> {
+        self.workers.keys().copied().collect()
+    }
+
+    /// Whether any worker is still running or connected.
+    pub fn has_workers(&self) -> bool {
+        !self.workers.is_empty()
+    }
+
+    /// The keys in the handles map (for the trace and the tests).
+    pub fn handle_keys(&self) -> Vec<String> {
+        self.handles.keys().cloned().collect()
+    }
+
+    /// The next thing that happened, if any.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Send a signal to a worker (`worker.process.kill(signal)`).
+    pub fn kill(&mut self, id: u32, signal: nix::sys::signal::Signal) {
+        if let Some(w) = self.workers.get(&id) {
+            trace::step(&format!("kill worker {id} (pid {}) with {signal:?}", w.pid));
+            sys::kill(w.pid, signal);
+        }
+    }
+
+    /// Send a user message to a worker (`worker.send(msg)`).
+    pub fn send_user(&mut self, id: u32, msg: Value) {
+        if let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) {
+            ch.send(msg);
+        }
+    }
+
+    // ANCHOR: disconnect
+    /// `Worker.prototype.disconnect`: tell the worker to close its servers and go; forget its
+    /// handles at once.
+    pub fn disconnect(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.exited_after_disconnect = true;
+        if w.channel.is_some() {
+            self.send(id, utils::fields(&[("act", json!("disconnect"))]));
+        }
+        self.remove_handles_for_worker(id);
+    }
+    // ANCHOR_END: disconnect
+
+    /// `sendHelper`: wrap in the `NODE_CLUSTER` envelope and send. Returns the seq, or `None`
+    /// when the worker is no longer connected (Node returns `false` and does nothing).
+    fn send(&mut self, id: u32, fields: Map<String, Value>) -> Option<u64> {
+        let ch = self.workers.get_mut(&id)?.channel.as_mut()?;
+        let (msg, seq) = utils::envelope(fields);
+        ch.send(msg);
+        Some(seq)
+    }
+
+    fn send_handle(
+        &mut self,
+        id: u32,
+        fields: Map<String, Value>,
+        fd: Rc<OwnedFd>,
+        ty: HandleType,
+    ) -> Option<u64> {
+        let ch = self.workers.get_mut(&id)?.channel.as_mut()?;
+        let (msg, seq) = utils::envelope(fields);
+        ch.send_handle(msg, fd, ty);
+        Some(seq)
+    }
+
+    // ANCHOR: poll
+    /// One turn of the event loop: wait (at most `timeout`) for a channel, a listening socket
+    /// or one of the caller's `extra` fds; handle channels first, then accepts. Returns how
+    /// the `extra` fds are.
+    pub fn poll(&mut self, extra: &[(RawFd, bool)], timeout: Duration) -> Vec<PollReady> {
+        let mut fds: Vec<(RawFd, bool)> = Vec::new();
+        let mut owners: Vec<Owner> = Vec::new();
+        for w in self.workers.values() {
+            if let Some(ch) = &w.channel {
+                fds.push((ch.fd().as_raw_fd(), ch.wants_write()));
+                owners.push(Owner::Channel(w.id));
+            }
+        }
+        for (key, h) in &self.handles {
+            if let Handle::RoundRobin(rr) = h
+                && let Some(fd) = rr.fd()
+            {
+                fds.push((fd.as_raw_fd(), false));
+                owners.push(Owner::Listener(key.clone()));
+            }
+        }
+        let first_extra = fds.len();
+        fds.extend_from_slice(extra);
+        let timeout = if self.workers.values().any(|w| w.channel.is_none()) {
+            timeout.min(Duration::from_millis(5)) // someone to reap soon
+        } else {
+            timeout
+        };
+        let ready =
+            sys::poll_raw(&fds, timeout).unwrap_or_else(|_| vec![PollReady::default(); fds.len()]);
+        for (owner, r) in owners.iter().zip(&ready) {
+            if let Owner::Channel(id) = owner {
+                self.on_channel(*id, *r);
+            }
+        }
+        for (owner, r) in owners.iter().zip(&ready) {
+            if let (Owner::Listener(key), true) = (owner, r.readable) {
+                self.accept_all(key);
+            }
+        }
+        self.reap();
+        ready[first_extra..].to_vec()
+    }
+    // ANCHOR_END: poll
+
+    fn on_channel(&mut self, id: u32, r: PollReady) {
+        let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else {
+            return;
+        };
+        if r.writable {
+            ch.flush();
+        }
+        if !r.readable {
+            return;
+        }
+        match ch.read() {
+            Ok(Some(messages)) => {
+                for m in messages {
+                    self.on_message(id, m);
+                }
+                if self
+                    .workers
+                    .get(&id)
+                    .and_then(|w| w.channel.as_ref())
+                    .is_some_and(Channel::is_closed)
+                {
+                    self.on_disconnect(id);
+                }
+            }
+            Ok(None) => self.on_disconnect(id),
+            Err(e) => self.on_protocol_error(id, &e),
+        }
+    }
+
+    /// A worker broke the protocol: report which one and what, and drop it. (Node would
+    /// throw in the primary; a teaching tool should keep serving the others.)
+    fn on_protocol_error(&mut self, id: u32, e: &ChannelError) {
+        let what = format!("worker {id} {e}; dropping it");
+        trace::problem(&what);
+        self.events.push_back(Event::Problem { id, what });
+        if let Some(w) = self.workers.get(&id) {
+            sys::kill(w.pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        self.on_disconnect(id);
+    }
+
+    /// EOF on the channel: `'disconnect'`. The worker leaves every handle at once.
+    fn on_disconnect(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if w.channel.take().is_none() {
+            return;
+        }
+        self.remove_handles_for_worker(id);
+        // Node's callbacks map would keep these forever (the client hangs); we close them.
+        self.callbacks.retain(|_, cb| cb.worker != id);
+        trace::step(&format!("worker {id} disconnected (EOF on its channel)"));
+        self.events.push_back(Event::Disconnect { id });
+    }
+
+    /// SIGCHLD's job: collect the exit status of every worker that ended.
+    fn reap(&mut self) {
+        let mut gone = Vec::new();
+        for w in self.workers.values_mut() {
+            if w.exited {
+                continue;
+            }
+            if let Ok(Some(status)) = w.child.try_wait() {
+                w.exited = true;
+                gone.push((w.id, status));
+            }
+        }
+        for (id, status) in gone {
+            // Read what the worker said before it died, and its EOF, first.
+            for _ in 0..64 {
+                if self.workers.get(&id).is_none_or(|w| w.channel.is_none()) {
+                    break;
+                }
+                self.on_channel(
+                    id,
+                    PollReady {
+                        readable: true,
+                        writable: false,
+                    },
+                );
+            }
+            self.on_disconnect(id);
+            if let Some(w) = self.workers.get(&id) {
+                let (code, signal) = (status.code(), status.signal());
+                let how = match (code, signal) {
+                    (Some(c), _) => format!("code {c}"),
+                    (None, Some(s)) => format!("signal {}", sys::signal_name(s)),
+                    _ => "unknown status".to_string(),
+                };
+                trace::step(&format!("worker {} exited ({how})", w.id));
+                self.events.push_back(Event::Exit {
+                    id: w.id,
+                    code,
+                    signal,
+                });
+            }
+            self.workers.remove(&id);
+        }
+    }
+
+    // ANCHOR: onmessage
+    /// `onmessage` and `methodMessageMapping`: replies go to their callback (matched by
+    /// `ack`); requests are dispatched by `act`; unknown acts are ignored, as in Node.
+    fn on_message(&mut self, id: u32, m: Incoming) {
+        let msg = m.msg;
+        if !utils::is_internal(&msg) {
+            self.events.push_back(Event::Message { id, msg });
+            return;
+        }
+        if !utils::is_cluster(&msg) {
+            return;
+        }
+        if let Some(ack) = utils::ack_of(&msg) {
+            return self.on_reply(id, ack, &msg);
+        }
+        match utils::act_of(&msg) {
+            Some("online") => self.online(id),
+            Some("queryServer") => self.query_server(id, &msg),
+            Some("listening") => self.listening(id, &msg),
+            Some("close") => self.close(id, &msg),
+            Some("exitedAfterDisconnect") => self.exited_after_disconnect(id, &msg),
+            _ => {}
+        }
+    }
+    // ANCHOR_END: onmessage
+
+    fn online(&mut self, id: u32) {
+        self.events.push_back(Event::Online { id });
+    }
+
+    fn listening(&mut self, id: u32, msg: &Value) {
+        let address = msg.get("address").cloned().unwrap_or(Value::Null);
+        let port = msg.get("port").and_then(Value::as_u64).unwrap_or(0) as u16;
+        self.events
+            .push_back(Event::Listening { id, address, port });
+    }
+
+    fn close(&mut self, id: u32, msg: &Value) {
+        let Some(key) = msg.get("key").and_then(Value::as_str) else {
+            return;
+        };
+        if self.handles.get_mut(key).is_some_and(|h| h.remove(id)) {
+            self.handles.remove(key);
+        }
+    }
+
+    fn exited_after_disconnect(&mut self, id: u32, msg: &Value) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.exited_after_disconnect = true;
+        }
+        if let Some(seq) = msg.get("seq").cloned() {
+            self.send(id, utils::fields(&[("ack", seq)]));
+        }
+    }
+
+    // ANCHOR: query_server
+    /// `queryServer`: build the key, find or create the handle (the policy decides which
+    /// kind; UDP is always shared), add the worker, and answer with `ack` = its `seq`.
+    fn query_server(&mut self, id: u32, msg: &Value) {
+        if self
+            .workers
+            .get(&id)
+            .is_none_or(|w| w.exited_after_disconnect)
+        {
+            return;
+        }
+        let Some(q) = Query::parse(msg) else {
+            let what = format!(
+                "worker {id} sent a queryServer without a valid port or addressType; ignored"
+            );
+            trace::problem(&what);
+            return self.events.push_back(Event::Problem { id, what });
+        };
+        let key = q.key();
+        trace::step(&format!("queryServer from worker {id}: key {key}"));
+        if !self.handles.contains_key(&key) {
+            match self.create_handle(&key, &q) {
+                Ok(handle) => self.handles.insert(key.clone(), handle),
+                Err(errno) => return self.reply_error(id, &key, &q, errno),
+            };
+        } else {
+            trace::note("the key is known: no new socket");
+        }
+        self.add(id, &key, &q);
+    }
+    // ANCHOR_END: query_server
+
+    // ANCHOR: create_handle
+    /// The decision (`primary.js` L283): round robin only for TCP under `SCHED_RR`.
+    fn create_handle(&mut self, key: &str, q: &Query) -> Result<Handle, Errno> {
+        let address = q.ip();
+        if self.policy != SchedulingPolicy::RoundRobin || q.address_type.is_udp() {
+            trace::note("new SharedHandle: the primary binds, each worker will listen");
+            let h = SharedHandle::new(key, address, q.port, q.address_type.is_udp());
+            return Ok(Handle::Shared(h));
+        }
+        trace::note("new RoundRobinHandle: the primary binds and listens, then accepts");
+        RoundRobinHandle::new(key, address, q.port, q.backlog)
+            .map(|h| Handle::RoundRobin(Box::new(h)))
+    }
+    // ANCHOR_END: create_handle
+
+    /// `handle.add(worker, cb)` and the callback's `send(worker, {errno, key, ack, data, ...reply}, handle)`.
+    fn add(&mut self, id: u32, key: &str, q: &Query) {
+        let Some(handle) = self.handles.get_mut(key) else {
+            return;
+        };
+        match handle {
+            Handle::RoundRobin(rr) => {
+                let sockname = rr.sockname();
+                let next = rr.add(id);
+                let reply = reply_fields(None, key, q.seq, Some(sockname));
+                trace::step(&format!(
+                    "reply to worker {id}: errno null, sockname {sockname}"
+                ));
+                self.send(id, reply);
+                if let Some(h) = next {
+                    self.do_handoff(key, h);
+                }
+            }
+            Handle::Shared(shared) => match shared.add(id) {
+                (None, Some((fd, ty))) => {
+                    let reply = reply_fields(Some(0), key, q.seq, None);
+                    trace::step(&format!(
+                        "reply to worker {id}: errno 0, with the bound socket (fd {})",
+                        fd.as_raw_fd()
+                    ));
+                    self.send_handle(id, reply, fd, ty);
+                }
+                (errno, _) => {
+                    let errno = errno.unwrap_or(Errno::EINVAL);
+                    self.handles.remove(key);
+                    self.reply_error(id, key, q, errno);
+                }
+            },
+        }
+    }
+
+    /// The failed-bind answer: the errno and no socket. The key is dropped, so the next
+    /// worker's query tries the bind again (Node: "Gives other workers a chance to retry").
+    fn reply_error(&mut self, id: u32, key: &str, q: &Query, errno: Errno) {
+        trace::step(&format!(
+            "reply to worker {id}: errno {} ({errno:?}), no socket; key dropped",
+            -(errno as i32)
+        ));
+        self.send(id, reply_fields(Some(-(errno as i32)), key, q.seq, None));
+    }
+
+    // ANCHOR: accept
+    /// libuv's accept loop on a round-robin socket: accept until `EAGAIN`, and give each
+    /// connection to `distribute`.
+    fn accept_all(&mut self, key: &str) {
+        loop {
+            let Some(Handle::RoundRobin(rr)) = self.handles.get_mut(key) else {
+                return;
+            };
+            let Some(fd) = rr.fd() else { return };
+            let conn = match sys::accept4(fd, trace::format() != trace::Format::Off) {
+                Ok(Some(conn)) => conn,
+                Ok(None) => return,
+                Err(_) => return, // Node ignores accept errors in distribute()
+            };
+            if let Some(h) = rr.distribute(conn) {
+                self.do_handoff(key, h);
+            }
+        }
+    }
+
+    /// The sending half of `handoff`: `newconn` with the connection's fd, and a callback for
+    /// the worker's `{accepted}`.
+    fn do_handoff(&mut self, key: &str, h: Handoff) {
+        let conn = Rc::new(h.conn);
+        let raw = conn.as_raw_fd();
+        let fields = utils::fields(&[("act", json!("newconn")), ("key", json!(key))]);
+        trace::step(&format!(
+            "newconn -> worker {} (connection fd {raw})",
+            h.worker
+        ));
+        match self.send_handle(h.worker, fields, conn.clone(), HandleType::NetNative) {
+            Some(seq) => {
+                let cb = NewConnCallback {
+                    worker: h.worker,
+                    key: key.to_string(),
+                    conn,
+                };
+                self.callbacks.insert(seq, cb);
+            }
+            None => trace::problem(&format!(
+                "worker {} is gone; connection fd {raw} closed",
+                h.worker
+            )),
+        }
+    }
+    // ANCHOR_END: accept
+
+    /// A reply: today only `newconn`'s `{accepted}` has a callback in the primary.
+    fn on_reply(&mut self, id: u32, ack: u64, msg: &Value) {
+        let Some(cb) = self.callbacks.remove(&ack) else {
+            let what =
+                format!("worker {id} sent a reply (ack {ack}) that matches no request; ignored");
+            trace::problem(&what);
+            return self.events.push_back(Event::Problem { id, what });
+        };
+        if cb.worker != id {
+            self.callbacks.insert(ack, cb);
+            let what =
+                format!("worker {id} acknowledged another worker's message (ack {ack}); ignored");
+            trace::problem(&what);
+            return self.events.push_back(Event::Problem { id, what });
+        }
+        let accepted = msg
+            .get("accepted")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let raw = cb.conn.as_raw_fd();
+        let Some(Handle::RoundRobin(rr)) = self.handles.get_mut(&cb.key) else {
+            return;
+        };
+        let Ok(conn) = Rc::try_unwrap(cb.conn) else {
+            return;
+        };
+        if accepted {
+            trace::step(&format!(
+                "worker {id} accepted: close({raw}), the primary's copy"
+            ));
+        } else {
+            trace::step(&format!(
+                "worker {id} refused: connection fd {raw} goes to another worker"
+            ));
+        }
+        for h in rr.on_reply(id, conn, accepted) {
+            self.do_handoff(&cb.key, h);
+        }
+    }
+
+    // ANCHOR: remove_handles_for_worker
+    /// `removeHandlesForWorker`: take the worker out of every handle; a handle whose last
+    /// worker it was closes its socket and its key goes.
+    fn remove_handles_for_worker(&mut self, id: u32) {
+        self.handles.retain(|_, h| !h.remove(id));
+    }
+    // ANCHOR_END: remove_handles_for_worker
+
+    /// `cluster.disconnect()`, then wait (at most `grace`) for every worker to exit; kill the
+    /// rest. Every worker is reaped when this returns.
+    pub fn shutdown(&mut self, grace: Duration) {
+        for id in self.worker_ids() {
+            self.disconnect(id);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while self.has_workers() && std::time::Instant::now() < deadline {
+            self.poll(&[], Duration::from_millis(10));
+        }
+        self.kill_all();
+    }
+
+    /// SIGKILL and reap every worker still there (also what `Drop` does).
+    pub fn kill_all(&mut self) {
+        for w in self.workers.values_mut() {
+            if !w.exited {
+                let _ = w.child.kill();
+                let _ = w.child.wait();
+                w.exited = true;
+            }
+        }
+        self.workers.clear();
+    }
+}
+
+impl Drop for Primary {
+    /// No orphans: whatever way the primary ends, its workers end with it.
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+enum Owner {
+    Channel(u32),
+    Listener(String),
+}
+
+/// The fields of a `queryServer` the primary uses, as a worker sent them.
+struct Query {
+    /// `null` (no host given) or an address string.
+    address: Option<String>,
+    port: u16,
+    address_type: AddressType,
+    fd: Option<i64>,
+    index: i64,
+    backlog: i32,
+    seq: u64,
+}
+
+impl Query {
+    fn parse(msg: &Value) -> Option<Self> {
+        Some(Self {
+            address: msg
+                .get("address")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            port: u16::try_from(msg.get("port")?.as_u64()?).ok()?,
+            address_type: AddressType::from_json(msg.get("addressType")?)?,
+            fd: msg.get("fd").and_then(Value::as_i64),
+            index: msg.get("index").and_then(Value::as_i64).unwrap_or(0),
+            backlog: msg.get("backlog").and_then(Value::as_i64).unwrap_or(0) as i32,
+            seq: msg.get("seq")?.as_u64()?,
+        })
+    }
+
+    // ANCHOR: key
+    /// `${address}:${port}:${addressType}:${fd}:${index}` — with JavaScript's spelling of a
+    /// missing value: `null` for no host, `undefined` for no fd.
+    fn key(&self) -> String {
+        let address = self.address.as_deref().unwrap_or("null");
+        let fd = self.fd.map_or("undefined".to_string(), |f| f.to_string());
+        format!(
+            "{address}:{}:{}:{fd}:{}",
+            self.port, self.address_type, self.index
+        )
+    }
+    // ANCHOR_END: key
+
+    /// The address to bind: `null` means every interface (`::`), as Node's no-host listen.
+    fn ip(&self) -> IpAddr {
+        self.address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+    }
+}
+
+/// `{errno, key, ack, data, ...reply}` in Node's order. `errno: None` is JSON `null` (round
+/// robin's success); shared success sends `0`.
+fn reply_fields(
+    errno: Option<i32>,
+    key: &str,
+    ack: u64,
+    sockname: Option<SocketAddr>,
+) -> Map<String, Value> {
+    let mut m = utils::fields(&[
+        ("errno", json!(errno)),
+        ("key", json!(key)),
+        ("ack", json!(ack)),
+        ("data", Value::Null),
+    ]);
+    if let Some(s) = sockname {
+        let family = if s.is_ipv4() { "IPv4" } else { "IPv6" };
+        m.insert(
+            "sockname".into(),
+            json!({"address": s.ip().to_string(), "family": family, "port": s.port()}),
+        );
+    }
+    m
+}

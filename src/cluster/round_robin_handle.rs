@@ -1,0 +1,143 @@
+//! Mirror of [`lib/internal/cluster/round_robin_handle.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/round_robin_handle.js#L17):
+//! the primary owns the one listening socket, accepts every connection itself and hands each
+//! one to a worker over IPC.
+//!
+//! "Round robin" is not a modulo over worker ids. It is an idle queue: a worker that is given
+//! a connection leaves the queue until it answers `{accepted}`, then rejoins at the back. So at
+//! most one connection is in flight per worker, and idle workers are served first in, first
+//! out. Under sequential load that looks like a strict rotation.
+//!
+//! This type only keeps the bookkeeping; it returns [`Handoff`]s and the primary does the
+//! sending, so the file reads like Node's (which calls `sendHelper` from `handoff`).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+
+use crate::net::Server;
+
+/// A connection to give to a worker: the primary sends it as `newconn` + fd.
+#[derive(Debug)]
+pub struct Handoff {
+    pub worker: u32,
+    pub conn: OwnedFd,
+}
+
+/// The primary's listening socket for one key, and who shares it.
+#[derive(Debug)]
+pub struct RoundRobinHandle {
+    pub key: String,
+    /// The stolen `server._handle`: the primary's real listening socket.
+    server: Server,
+    sockname: SocketAddr,
+    /// `all`: every worker using this handle, by id.
+    all: Vec<u32>,
+    /// `free`: idle workers; the order is the rotation.
+    free: VecDeque<u32>,
+    /// `handles`: accepted connections no worker has taken yet.
+    handles: VecDeque<OwnedFd>,
+}
+
+impl RoundRobinHandle {
+    // ANCHOR: new
+    /// The constructor: an ordinary `net.Server.listen` *in the primary* (so the full bind and
+    /// listen of chapter 1), whose handle is then kept for accepting. Bind errors come back
+    /// as the errno the primary will send to the worker.
+    pub fn new(key: &str, address: IpAddr, port: u16, backlog: i32) -> Result<Self, Errno> {
+        let mut server = Server::new("primary");
+        let sockname = server
+            .listen2(address, port, backlog)
+            .map_err(|e| e.raw_errno())?;
+        Ok(Self {
+            key: key.to_string(),
+            server,
+            sockname,
+            all: Vec::new(),
+            free: VecDeque::new(),
+            handles: VecDeque::new(),
+        })
+    }
+    // ANCHOR_END: new
+
+    /// The listening socket, for the primary's accept loop.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.server.listening_fd()
+    }
+
+    /// `sockname` in the reply: what `getsockname` says of the primary's socket.
+    pub fn sockname(&self) -> SocketAddr {
+        self.sockname
+    }
+
+    // ANCHOR: add
+    /// `add(worker, send)`: remember the worker; the reply carries our address. Then
+    /// `handoff(worker)` so the new worker takes a waiting connection or joins the idle queue.
+    pub fn add(&mut self, worker: u32) -> Option<Handoff> {
+        assert!(!self.all.contains(&worker), "worker added twice");
+        self.all.push(worker);
+        self.handoff(worker)
+    }
+    // ANCHOR_END: add
+
+    // ANCHOR: remove
+    /// `remove(worker)`: true when it was the last user; then queued connections are closed
+    /// and so is the listening socket, and the primary forgets the key.
+    pub fn remove(&mut self, worker: u32) -> bool {
+        let Some(i) = self.all.iter().position(|&w| w == worker) else {
+            return false;
+        };
+        self.all.remove(i);
+        self.free.retain(|&w| w != worker);
+        if !self.all.is_empty() {
+            return false;
+        }
+        self.handles.clear();
+        self.server.close();
+        true
+    }
+    // ANCHOR_END: remove
+
+    // ANCHOR: distribute
+    /// `distribute(err, handle)`: queue the connection, and wake the first idle worker.
+    pub fn distribute(&mut self, conn: OwnedFd) -> Option<Handoff> {
+        self.handles.push_back(conn);
+        let worker = self.free.pop_front()?;
+        self.handoff(worker)
+    }
+
+    /// `handoff(worker)`: give the worker the oldest waiting connection, or put it back in the
+    /// idle queue if there is none.
+    pub fn handoff(&mut self, worker: u32) -> Option<Handoff> {
+        if !self.all.contains(&worker) {
+            return None; // the worker is closing, or has closed, the server
+        }
+        let Some(conn) = self.handles.pop_front() else {
+            self.free.push_back(worker);
+            return None;
+        };
+        Some(Handoff { worker, conn })
+    }
+    // ANCHOR_END: distribute
+
+    // ANCHOR: on_reply
+    /// The worker's `{accepted}` answer to a `newconn`: close our copy if it took the
+    /// connection, re-queue it for someone else if not. Either way the worker is free again.
+    pub fn on_reply(&mut self, worker: u32, conn: OwnedFd, accepted: bool) -> Vec<Handoff> {
+        let mut next = Vec::new();
+        if accepted {
+            drop(conn); // close(2): the worker has its own copy now
+        } else {
+            next.extend(self.distribute(conn));
+        }
+        next.extend(self.handoff(worker));
+        next
+    }
+    // ANCHOR_END: on_reply
+
+    /// The idle queue, front first (for the trace).
+    pub fn idle(&self) -> Vec<u32> {
+        self.free.iter().copied().collect()
+    }
+}

@@ -1,0 +1,89 @@
+//! Mirror of [`lib/internal/cluster/shared_handle.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/shared_handle.js#L9):
+//! the primary binds one socket and sends it to every worker. Each worker then calls
+//! `listen(2)` on it and accepts for itself: N listens on one socket, one accept queue, and
+//! whichever worker the kernel wakes takes the connection.
+//!
+//! The primary only *binds* (Node's `createServerHandle`), it never listens. So a bind that
+//! libuv delayed (`EADDRINUSE`) still gives a "handle" here, with `errno` 0: the worker finds
+//! out alone, through `checkBindError`. UDP sockets are always shared, and bind at once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+use nix::errno::Errno;
+
+use crate::channel::HandleType;
+use crate::net;
+use crate::sys::{self, Transport};
+
+/// One bound socket for one key, sent to every worker that asks.
+#[derive(Debug)]
+pub struct SharedHandle {
+    pub key: String,
+    workers: Vec<u32>,
+    /// The bound socket (`null` in Node when the bind failed).
+    handle: Option<Rc<OwnedFd>>,
+    /// `this.errno`: 0 in Node on success; a *delayed* EADDRINUSE is also 0.
+    errno: Option<Errno>,
+    handle_type: HandleType,
+}
+
+impl SharedHandle {
+    // ANCHOR: new
+    /// The constructor: `net._createServerHandle` (TCP: socket, SO_REUSEADDR, bind — no listen)
+    /// or `dgram._createSocketHandle` (UDP: socket, bind).
+    pub fn new(key: &str, address: IpAddr, port: u16, udp: bool) -> Self {
+        let (result, handle_type) = if udp {
+            (
+                udp_bind(SocketAddr::new(address, port)),
+                HandleType::DgramNative,
+            )
+        } else {
+            let tcp = net::create_server_handle(address, port).map(|h| h.into_fd());
+            (tcp, HandleType::NetNative)
+        };
+        let (handle, errno) = match result {
+            Ok(fd) => (Some(Rc::new(fd)), None),
+            Err(e) => (None, Some(e)),
+        };
+        Self {
+            key: key.to_string(),
+            workers: Vec::new(),
+            handle,
+            errno,
+            handle_type,
+        }
+    }
+    // ANCHOR_END: new
+
+    // ANCHOR: add
+    /// `add(worker, send)`: every worker gets the errno and the same socket.
+    pub fn add(&mut self, worker: u32) -> (Option<Errno>, Option<(Rc<OwnedFd>, HandleType)>) {
+        assert!(!self.workers.contains(&worker), "worker added twice");
+        self.workers.push(worker);
+        let handle = self.handle.clone().map(|h| (h, self.handle_type));
+        (self.errno, handle)
+    }
+    // ANCHOR_END: add
+
+    /// `remove(worker)`: true when it was the last one; the socket is closed then.
+    pub fn remove(&mut self, worker: u32) -> bool {
+        let Some(i) = self.workers.iter().position(|&w| w == worker) else {
+            return false;
+        };
+        self.workers.remove(i);
+        if !self.workers.is_empty() {
+            return false;
+        }
+        self.handle = None;
+        true
+    }
+}
+
+/// `uv_udp_bind` without flags: socket, bind. No SO_REUSEADDR (libuv sets it only when asked).
+fn udp_bind(addr: SocketAddr) -> Result<OwnedFd, Errno> {
+    let fd = sys::socket(addr.ip(), Transport::Udp)?;
+    sys::bind(std::os::fd::AsFd::as_fd(&fd), addr)?;
+    Ok(fd)
+}

@@ -1,0 +1,95 @@
+//! The tiniest HTTP a worker needs: answer any request with a body that names the worker, so
+//! that any client (`curl`, a browser, our own) shows who answered.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use crate::sys;
+
+/// The response body: `worker 2 (pid 1234)`.
+pub fn body(worker: u32, pid: u32) -> String {
+    format!("worker {worker} (pid {pid})\n")
+}
+
+/// A whole response, `Connection: close`.
+pub fn response(worker: u32, pid: u32) -> Vec<u8> {
+    let body = body(worker, pid);
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Which worker a response (or UDP reply) names, if any.
+pub fn answered_by(text: &str) -> Option<u32> {
+    let at = text.find("worker ")?;
+    let rest = &text[at + 7..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// One server-side connection being served: read the request, answer, close.
+#[derive(Debug)]
+pub struct Conn {
+    pub fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Read what is there; once the request is complete (or the client stopped sending), write
+    /// the response. Returns true when the connection is finished and can be dropped.
+    pub fn on_readable(&mut self, worker: u32, pid: u32) -> bool {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match sys::read(self.fd.as_fd(), &mut chunk) {
+                Ok(0) => return self.respond(worker, pid),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if self.buf.windows(4).any(|w| w == b"\r\n\r\n") || self.buf.len() > 16 * 1024 {
+                        return self.respond(worker, pid);
+                    }
+                }
+                Err(Errno::EAGAIN) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    fn respond(&mut self, worker: u32, pid: u32) -> bool {
+        let _ = sys::write(self.fd.as_fd(), &response(worker, pid));
+        true
+    }
+}
+
+/// A client request, made blocking with time limits: connect, send `GET /`, read to EOF.
+pub fn get(addr: SocketAddr, limit: Duration) -> Result<String, std::io::Error> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit)?;
+    s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Start a request without waiting for the answer (the primary's event loop waits).
+pub fn start_get(addr: SocketAddr, limit: Duration) -> Result<std::net::TcpStream, std::io::Error> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit)?;
+    s.set_write_timeout(Some(limit))?;
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
