@@ -151,6 +151,10 @@ pub struct ChapterArgs {
 
 /// A chapter program's whole `main`: helper roles first, then the framed experiment.
 pub fn main(ch: &Chapter) -> ExitCode {
+    // Started by cluster.fork()? Then be the worker, as a Node cluster script would.
+    if let Some(code) = crate::lab::worker_entry() {
+        return code;
+    }
     if let Ok(role) = std::env::var(ROLE_ENV) {
         trace::init_from_env();
         return match ch.role {
@@ -182,4 +186,12 @@ pub fn run_framed(ch: &Chapter, ctx: &Ctx) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run one lab experiment inside a chapter and print its summary.
+pub fn lab(args: &crate::lab::LabArgs) -> Result<crate::lab::Outcome, ChapterError> {
+    let out = crate::lab::run(args).map_err(|e| ChapterError::Failed(e.to_string()))?;
+    crate::lab::print_summary(&out);
+    trace::set_label("primary");
+    Ok(out)
 }

@@ -55,7 +55,7 @@ pub struct LabArgs {
     /// Port (0: the kernel picks one, shared by all workers)
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Servers each worker starts on the same address and port (shows the key's index)
+    /// Servers each worker starts on the same address and port (shows the key's index; 0: none)
     #[arg(long, default_value_t = 1)]
     pub servers_per_worker: u32,
     /// listen({ exclusive: true }): every worker binds for itself
@@ -257,9 +257,9 @@ fn validate(args: &LabArgs) -> Result<IpAddr, LabError> {
             args.workers
         )));
     }
-    if !(1..=8).contains(&args.servers_per_worker) {
+    if args.servers_per_worker > 8 {
         return Err(LabError::BadInput(
-            "--servers-per-worker must be 1 to 8".into(),
+            "--servers-per-worker must be 0 to 8".into(),
         ));
     }
     if let Some(id) = args.kill_worker
@@ -353,12 +353,18 @@ impl Lab {
     fn on_user_message(&mut self, id: u32, msg: &Value) {
         let r = self.out.records.entry(id).or_default();
         match msg.get("lab").and_then(Value::as_str) {
-            Some("ready") => r.settled = true,
-            Some("error") => {
-                r.errors
-                    .push(msg.get("error").cloned().unwrap_or(Value::Null));
+            Some("ready") => {
                 r.settled = true;
+                if r.ports.is_empty() {
+                    let ports = msg.get("ports").and_then(Value::as_array);
+                    let ports = ports.into_iter().flatten().filter_map(Value::as_u64);
+                    r.ports = ports.map(|p| p as u16).collect();
+                }
             }
+            // The worker exits after an error; it is settled once the primary has seen that.
+            Some("error") => r
+                .errors
+                .push(msg.get("error").cloned().unwrap_or(Value::Null)),
             Some("served") => r.served += 1,
             _ => {}
         }
@@ -662,7 +668,18 @@ impl LabWorker {
         if self.pending == 0
             && let Some(rt) = self.rt.as_mut()
         {
-            rt.send_user(json!({"lab": "ready"}));
+            let ports: Vec<u16> = self
+                .slots
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Tcp(server) => server.address().map(|a| a.port()),
+                    Slot::Udp(fd) => fd
+                        .as_ref()
+                        .and_then(|f| sys::getsockname(f.as_fd()).ok())
+                        .map(|a| a.port()),
+                })
+                .collect();
+            rt.send_user(json!({"lab": "ready", "ports": ports}));
         }
     }
 

@@ -13,10 +13,30 @@ use cluster_walkthrough::{book, lab, trace};
 
 #[path = "../chapters/ch01_listen_twice.rs"]
 mod ch01;
+#[path = "../chapters/ch02_listen_in_cluster.rs"]
+mod ch02;
+#[path = "../chapters/ch03_fork.rs"]
+mod ch03;
+#[path = "../chapters/ch04_query_server.rs"]
+mod ch04;
+#[path = "../chapters/ch05_round_robin.rs"]
+mod ch05;
+#[path = "../chapters/ch06_shared_handle.rs"]
+mod ch06;
+#[path = "../chapters/ch07_failures.rs"]
+mod ch07;
 
 /// Every chapter, in reading order.
-fn chapters() -> [&'static Chapter; 1] {
-    [&ch01::CHAPTER]
+fn chapters() -> [&'static Chapter; 7] {
+    [
+        &ch01::CHAPTER,
+        &ch02::CHAPTER,
+        &ch03::CHAPTER,
+        &ch04::CHAPTER,
+        &ch05::CHAPTER,
+        &ch06::CHAPTER,
+        &ch07::CHAPTER,
+    ]
 }
 
 #[derive(Debug, Parser)]

@@ -9,7 +9,7 @@
 //! and JSON (one object per event, for scripts; see `--json`).
 
 use std::io::{IsTerminal, Write};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use anstyle::{AnsiColor, Style};
 use serde_json::{Value, json};
@@ -33,23 +33,35 @@ struct Config {
     wire: bool,
 }
 
-static CONFIG: OnceLock<Config> = OnceLock::new();
+static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
 static LABEL: Mutex<String> = Mutex::new(String::new());
 
 /// The environment variable through which a primary hands its trace settings to the
 /// workers it forks (they re-run the same program, and must print the same way).
 pub const ENV: &str = "CLUSTER_WALKTHROUGH_TRACE";
 
-/// Set the rendering once, at the start of a process. Later calls are ignored.
+/// Set the rendering, at the start of a process (a chapter may change it between runs).
 pub fn init(format: Format, syscalls: bool, wire: bool) {
     let colour = std::env::var_os("NO_COLOR").is_none()
         && (std::env::var_os("CLICOLOR_FORCE").is_some() || std::io::stdout().is_terminal());
-    let _ = CONFIG.set(Config {
+    *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = Some(Config {
         format,
         colour,
         syscalls,
         wire,
     });
+}
+
+/// Turn the wire trace on or off (and keep the rest).
+pub fn set_wire(wire: bool) {
+    let c = config();
+    init(c.format, c.syscalls, wire);
+}
+
+/// Turn the syscall lines on or off (and keep the rest).
+pub fn set_syscalls(syscalls: bool) {
+    let c = config();
+    init(c.format, syscalls, c.wire);
 }
 
 /// The settings as a short string for [`ENV`], e.g. `text,syscalls,wire`.
@@ -85,12 +97,15 @@ pub fn init_from_env() -> bool {
 }
 
 fn config() -> Config {
-    *CONFIG.get_or_init(|| Config {
-        format: Format::Text,
-        colour: false,
-        syscalls: true,
-        wire: false,
-    })
+    CONFIG
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or(Config {
+            format: Format::Text,
+            colour: false,
+            syscalls: true,
+            wire: false,
+        })
 }
 
 /// Whether `--trace-wire` is on (callers skip building the line when it is not).

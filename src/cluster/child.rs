@@ -179,6 +179,10 @@ fn open_channel(id: &str, fd: &str) -> Result<Runtime, SetupError> {
         handles: BTreeMap::new(),
         exited_after_disconnect: false,
     };
+    trace::step(&format!(
+        "started (pid {}) with NODE_UNIQUE_ID={id}, NODE_CHANNEL_FD={raw}; both removed from env",
+        std::process::id()
+    ));
     trace::step("online -> primary (before any user code)");
     rt.send(utils::fields(&[("act", json!("online"))]));
     Ok(rt)

@@ -179,13 +179,15 @@ impl Primary {
         unsafe {
             cmd.pre_exec(move || sys::prepare_worker_child(channel_fd, 3, parent));
         }
+        trace::step(&format!(
+            "fork worker {id}: NODE_UNIQUE_ID={id}, channel on fd 3"
+        ));
         let child = cmd.spawn().map_err(|source| ForkError::Spawn {
             exec: self.settings.exec.display().to_string(),
             source,
         })?;
         drop(theirs); // or a dead worker would never show as EOF
         let pid = child.id();
-        trace::step(&format!("fork worker {id} (pid {pid})"));
         let channel = Channel::new(ours, &format!("worker {id}")).ok();
         self.workers.insert(
             id,

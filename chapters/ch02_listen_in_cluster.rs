@@ -1,0 +1,42 @@
+//! Chapter 2: `listenInCluster` and `isPrimary` — how a process knows it is a worker, and what
+//! `exclusive: true` does: every worker binds for itself, one wins, the others get
+//! `EADDRINUSE`. Run it with `cargo run --bin ch02-listen-in-cluster`.
+
+use std::process::ExitCode;
+
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
+use cluster_walkthrough::lab::LabArgs;
+use cluster_walkthrough::{cluster, trace};
+
+pub static CHAPTER: Chapter = Chapter {
+    number: 2,
+    slug: "listen-in-cluster",
+    title: "listenInCluster: primary or worker?",
+    intro: "A process is a cluster worker only if NODE_UNIQUE_ID is in its environment. A worker's listen()\n\
+            asks the primary - unless it passes exclusive: true. We fork three workers that all listen\n\
+            exclusively on one port: each binds for itself, exactly as separate programs would.",
+    outro: "exclusive: true skips the primary: the first worker listens, the others get Node's non-cluster `listen EADDRINUSE`.",
+    run,
+    role: None,
+};
+
+#[allow(dead_code)]
+fn main() -> ExitCode {
+    chapter::main(&CHAPTER)
+}
+
+fn run(ctx: &Ctx) -> Result<(), ChapterError> {
+    trace::set_label("primary");
+    trace::step(&format!(
+        "cluster.isPrimary = {} (NODE_UNIQUE_ID is not set here)",
+        cluster::is_primary()
+    ));
+    let args = LabArgs {
+        workers: 3,
+        port: ctx.pick_port()?,
+        exclusive: true,
+        ..LabArgs::default()
+    };
+    chapter::lab(&args)?;
+    Ok(())
+}

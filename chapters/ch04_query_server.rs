@@ -1,0 +1,39 @@
+//! Chapter 4: `queryServer` — the worker's question, the primary's key
+//! (`address:port:addressType:fd:index`), the policy decision, the reply. Run it with
+//! `cargo run --bin ch04-query-server`.
+
+use std::process::ExitCode;
+
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
+use cluster_walkthrough::lab::LabArgs;
+use cluster_walkthrough::trace;
+
+pub static CHAPTER: Chapter = Chapter {
+    number: 4,
+    slug: "query-server",
+    title: "queryServer: the worker asks, the primary keys",
+    intro: "A worker's listen() becomes a queryServer message. The primary builds a key from address, port,\n\
+            address type, fd and the listen's index, and keeps one socket per key. Two workers each listen\n\
+            twice on port 0: every worker's first server shares one port, every second server another.",
+    outro: "Same key, same socket: the index in the key is why listen(0) is shared across workers but not within one.",
+    run,
+    role: None,
+};
+
+#[allow(dead_code)]
+fn main() -> ExitCode {
+    chapter::main(&CHAPTER)
+}
+
+fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
+    trace::set_wire(true);
+    let args = LabArgs {
+        workers: 2,
+        servers_per_worker: 2,
+        port: 0,
+        ..LabArgs::default()
+    };
+    chapter::lab(&args)?;
+    trace::set_wire(false);
+    Ok(())
+}
