@@ -335,9 +335,7 @@ impl Lab {
         match ev {
             Event::Online { .. } => {}
             Event::Listening { id, port, .. } => {
-                let r = self.out.records.entry(id).or_default();
-                r.ports.push(port);
-                trace::step(&format!("worker {id} is listening (port {port})"));
+                self.out.records.entry(id).or_default().ports.push(port);
             }
             Event::Message { id, msg } => self.on_user_message(id, &msg),
             Event::Disconnect { id } => self.out.records.entry(id).or_default().disconnected = true,
@@ -359,6 +357,10 @@ impl Lab {
                     let ports = msg.get("ports").and_then(Value::as_array);
                     let ports = ports.into_iter().flatten().filter_map(Value::as_u64);
                     r.ports = ports.map(|p| p as u16).collect();
+                }
+                // Printed once the worker is done, so its own lines cannot interleave.
+                for port in &r.ports {
+                    trace::step(&format!("worker {id} is listening (port {port})"));
                 }
             }
             // The worker exits after an error; it is settled once the primary has seen that.
@@ -635,12 +637,9 @@ impl LabWorker {
     }
 
     fn run(mut self) -> ExitCode {
-        for i in 0..self.plan.servers as usize {
-            if let Err(e) = self.listen(i) {
-                return self.fail(&e);
-            }
+        if let Err(e) = self.listen_next() {
+            return self.fail(&e);
         }
-        self.check_ready();
         loop {
             match self.turn() {
                 Ok(true) => {}
@@ -664,8 +663,19 @@ impl LabWorker {
         ExitCode::FAILURE
     }
 
+    /// Start the next listen once the previous one has its answer: the lab's choice (Node
+    /// would send every `queryServer` at once), so that the trace reads the same on every run.
+    fn listen_next(&mut self) -> Result<(), NetError> {
+        while self.pending == 0 && self.slots.len() < self.plan.servers as usize {
+            self.listen(self.slots.len())?;
+        }
+        self.check_ready();
+        Ok(())
+    }
+
     fn check_ready(&mut self) {
         if self.pending == 0
+            && self.slots.len() == self.plan.servers as usize
             && let Some(rt) = self.rt.as_mut()
         {
             let ports: Vec<u16> = self
@@ -865,8 +875,7 @@ impl LabWorker {
         if let Some(rt) = self.rt.as_mut() {
             rt.send_listening(key, addr.port());
         }
-        self.check_ready();
-        Ok(())
+        self.listen_next()
     }
     // ANCHOR_END: on_server
 
@@ -889,8 +898,7 @@ impl LabWorker {
         if let Some(rt) = self.rt.as_mut() {
             rt.send_listening(key, port);
         }
-        self.check_ready();
-        Ok(())
+        self.listen_next()
     }
 
     /// A listening socket of ours is readable: accept (TCP) or answer a datagram (UDP).

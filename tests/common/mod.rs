@@ -67,6 +67,8 @@ pub fn settings() -> insta::Settings {
     s.add_filter(r#""pid":\d+"#, r#""pid":"[PID]""#);
     s.add_filter(r"(127\.0\.0\.1|\[::1\]|0\.0\.0\.0):\d+", "$1:[PORT]");
     s.add_filter(r"port: \d+", "port: [PORT]");
+    s.add_filter(r"\(port \d+\)", "(port [PORT])");
+    s.add_filter(r#""ports":\[[\d,]*\]"#, r#""ports":[PORTS]"#);
     s.add_filter(r#""port":\d+"#, r#""port":"[PORT]""#);
     s.add_filter(r"(\d+\.)?\d+ ?(ms|µs|s)\b", "[TIME]");
     s.set_prepend_module_to_snapshot(false);
