@@ -14,7 +14,8 @@ pub static CHAPTER: Chapter = Chapter {
     title: "Failures: a port taken, a worker killed",
     intro: "We hold the port ourselves, then start a cluster on it: under round robin the primary's bind fails\n\
             and every worker gets `bind EADDRINUSE`; under SCHED_NONE the primary binds once, hands out a dud\n\
-            socket, and each worker finds out alone. Last, a worker is killed mid-run.",
+            socket, and each worker finds out alone (our workers handle 'error' and stay up). Last, a worker is\n\
+            killed mid-run.",
     outro: "The errno travels back to every worker; a killed worker just leaves the rotation - no message is exchanged.",
     run,
     role: None,
@@ -34,19 +35,17 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     trace::step(&format!(
         "(another program already listens on 127.0.0.1:{port})"
     ));
-    chapter::lab(&LabArgs {
+    let taken = |policy| LabArgs {
         workers: 2,
-        policy: Some(PolicyArg::Rr),
+        policy: Some(policy),
         port,
+        // Our workers listen for 'error' and stay up, as a real server would.
+        handle_errors: true,
         ..LabArgs::default()
-    })?;
+    };
+    chapter::lab(&taken(PolicyArg::Rr))?;
     trace::heading("7b. The port is taken, SCHED_NONE");
-    chapter::lab(&LabArgs {
-        workers: 2,
-        policy: Some(PolicyArg::None),
-        port,
-        ..LabArgs::default()
-    })?;
+    chapter::lab(&taken(PolicyArg::None))?;
     drop(holder);
     trace::heading("7c. A worker is killed mid-run");
     let kill = LabArgs {

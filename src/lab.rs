@@ -64,6 +64,9 @@ pub struct LabArgs {
     /// UDP sockets (dgram) instead of TCP servers
     #[arg(long)]
     pub udp: bool,
+    /// Workers handle 'error' (server.on('error')) and stay up, instead of crashing
+    #[arg(long)]
+    pub handle_errors: bool,
     /// Client connections to make, one after another, once all workers listen
     #[arg(long, default_value_t = 0)]
     pub connections: u32,
@@ -100,6 +103,7 @@ impl Default for LabArgs {
             servers_per_worker: 1,
             exclusive: false,
             udp: false,
+            handle_errors: false,
             connections: 0,
             kill_worker: None,
             after: None,
@@ -133,12 +137,13 @@ struct WorkerPlan {
     servers: u32,
     exclusive: bool,
     udp: bool,
+    handle_errors: bool,
 }
 
 impl WorkerPlan {
     fn to_env(&self) -> String {
         json!({"host": self.host.to_string(), "port": self.port, "servers": self.servers,
-               "exclusive": self.exclusive, "udp": self.udp})
+               "exclusive": self.exclusive, "udp": self.udp, "handle_errors": self.handle_errors})
         .to_string()
     }
 
@@ -150,6 +155,7 @@ impl WorkerPlan {
             servers: u32::try_from(v.get("servers")?.as_u64()?).ok()?,
             exclusive: v.get("exclusive")?.as_bool()?,
             udp: v.get("udp")?.as_bool()?,
+            handle_errors: v.get("handle_errors")?.as_bool()?,
         })
     }
 }
@@ -293,6 +299,7 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
         servers: args.servers_per_worker,
         exclusive: args.exclusive,
         udp: args.udp,
+        handle_errors: args.handle_errors,
     };
     let mut settings = Settings::this_program()
         .map_err(|e| LabError::BadInput(format!("cannot find this program's path: {e}")))?;
@@ -637,15 +644,29 @@ impl LabWorker {
     }
 
     fn run(mut self) -> ExitCode {
-        if let Err(e) = self.listen_next() {
-            return self.fail(&e);
-        }
+        let mut step = self.listen_next();
         loop {
-            match self.turn() {
-                Ok(true) => {}
-                Ok(false) => return ExitCode::SUCCESS,
-                Err(e) => return self.fail(&e),
+            if let Err(e) = step {
+                if !self.plan.handle_errors {
+                    return self.fail(&e);
+                }
+                self.report(&e);
+                step = self.listen_next();
+                continue;
             }
+            step = match self.turn() {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::SUCCESS,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// An `'error'` the program handles: print it and tell the primary; the worker stays.
+    fn report(&mut self, e: &NetError) {
+        trace::error(e);
+        if let Some(rt) = self.rt.as_mut() {
+            rt.send_user(json!({"lab": "error", "error": e.to_json()}));
         }
     }
 
@@ -708,7 +729,10 @@ impl LabWorker {
             ListenStep::Listening(addr) => {
                 trace::ok(&format!("{} listening on {addr}", server.name))
             }
-            ListenStep::Failed(e) => return Err(e),
+            ListenStep::Failed(e) => {
+                self.slots.push(Slot::Tcp(server));
+                return Err(e);
+            }
             ListenStep::AskPrimary(q) => {
                 self.pending += 1;
                 if let Some(rt) = self.rt.as_mut() {
@@ -732,11 +756,17 @@ impl LabWorker {
             self.plan.exclusive
         ));
         if self.plan.exclusive {
-            let fd = sys::socket(host, Transport::Udp)
-                .and_then(|fd| sys::bind(fd.as_fd(), SocketAddr::new(host, port)).map(|_| fd))
-                .map_err(|e| NetError::plain("bind", e, Some(&host.to_string()), port))?;
-            self.slots.push(Slot::Udp(Some(fd)));
-            return Ok(());
+            let bound = sys::socket(host, Transport::Udp)
+                .and_then(|fd| sys::bind(fd.as_fd(), SocketAddr::new(host, port)).map(|_| fd));
+            let (slot, result) = match bound {
+                Ok(fd) => (Slot::Udp(Some(fd)), Ok(())),
+                Err(e) => (
+                    Slot::Udp(None),
+                    Err(NetError::plain("bind", e, Some(&host.to_string()), port)),
+                ),
+            };
+            self.slots.push(slot);
+            return result;
         }
         let q = net::ServerQuery {
             address: Some(host.to_string()),
