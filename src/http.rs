@@ -47,17 +47,18 @@ impl Conn {
         }
     }
 
-    /// Read what is there; once the request is complete (or the client stopped sending), write
-    /// the response. Returns true when the connection is finished and can be dropped.
-    pub fn on_readable(&mut self, worker: u32, pid: u32) -> bool {
+    /// Read what is there. True once the request is complete (or the client stopped
+    /// sending, or the connection broke): time to [`Conn::respond`].
+    pub fn on_readable(&mut self) -> bool {
         let mut chunk = [0u8; 4096];
         loop {
             match sys::read(self.fd.as_fd(), &mut chunk) {
-                Ok(0) => return self.respond(worker, pid),
+                Ok(0) => return true,
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
-                    if self.buf.windows(4).any(|w| w == b"\r\n\r\n") || self.buf.len() > 16 * 1024 {
-                        return self.respond(worker, pid);
+                    let end = self.buf.windows(4).any(|w| w == b"\r\n\r\n");
+                    if end || self.buf.len() > 16 * 1024 {
+                        return true;
                     }
                 }
                 Err(Errno::EAGAIN) => return false,
@@ -66,9 +67,9 @@ impl Conn {
         }
     }
 
-    fn respond(&mut self, worker: u32, pid: u32) -> bool {
+    /// Write the response; the connection is done (drop it to close).
+    pub fn respond(&mut self, worker: u32, pid: u32) {
         let _ = sys::write(self.fd.as_fd(), &response(worker, pid));
-        true
     }
 }
 

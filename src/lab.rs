@@ -803,17 +803,18 @@ impl LabWorker {
         let ready = sys::poll_raw(&fds, Duration::from_millis(500)).unwrap_or_default();
         // Connections first: they were accepted before anything in this turn.
         let mut done = Vec::new();
-        let (id, pid) = (self.id(), self.pid);
         for (i, r) in ready.iter().enumerate().skip(first_conn) {
-            if r.readable && self.conns[i - first_conn].on_readable(id, pid) {
+            if r.readable && self.conns[i - first_conn].on_readable() {
                 done.push(i - first_conn);
             }
         }
         for i in done.into_iter().rev() {
-            self.conns.remove(i);
+            let mut conn = self.conns.remove(i);
+            // Tell the primary first: once the client has its answer, it moves on.
             if let Some(rt) = self.rt.as_mut() {
                 rt.send_user(json!({"lab": "served"}));
             }
+            conn.respond(self.id(), self.pid);
         }
         let mut fd_i = 1;
         for s in 0..self.slots.len() {

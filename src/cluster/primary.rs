@@ -781,3 +781,60 @@ fn reply_fields(
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(msg: Value) -> Query {
+        Query::parse(&msg).expect("a valid query")
+    }
+
+    #[test]
+    fn key_spells_null_and_undefined_as_javascript_does() {
+        let q = query(
+            json!({"address": "127.0.0.1", "port": 8000, "addressType": 4, "index": 0, "seq": 1}),
+        );
+        assert_eq!(q.key(), "127.0.0.1:8000:4:undefined:0");
+        let q =
+            query(json!({"address": null, "port": 8000, "addressType": 4, "index": 0, "seq": 1}));
+        assert_eq!(q.key(), "null:8000:4:undefined:0");
+        let q = query(
+            json!({"address": "127.0.0.1", "port": 0, "addressType": 4, "index": 1, "seq": 1}),
+        );
+        assert_eq!(q.key(), "127.0.0.1:0:4:undefined:1");
+        let q = query(
+            json!({"address": "127.0.0.1", "port": 8000, "addressType": "udp4", "fd": -1, "index": 0, "seq": 1}),
+        );
+        assert_eq!(q.key(), "127.0.0.1:8000:udp4:-1:0");
+    }
+
+    #[test]
+    fn a_query_without_port_or_type_is_refused() {
+        assert!(
+            Query::parse(&json!({"address": "127.0.0.1", "addressType": 4, "seq": 1})).is_none()
+        );
+        assert!(Query::parse(&json!({"port": 80, "addressType": "tcp9", "seq": 1})).is_none());
+        assert!(Query::parse(&json!({"port": 70000, "addressType": 4, "seq": 1})).is_none());
+    }
+
+    #[test]
+    fn replies_in_nodes_key_order() {
+        let addr: SocketAddr = "127.0.0.1:8000".parse().expect("addr");
+        let rr = Value::Object(reply_fields(None, "K", 3, Some(addr)));
+        assert_eq!(
+            rr.to_string(),
+            r#"{"errno":null,"key":"K","ack":3,"data":null,"sockname":{"address":"127.0.0.1","family":"IPv4","port":8000}}"#
+        );
+        let failed = Value::Object(reply_fields(Some(-98), "K", 3, None));
+        assert_eq!(
+            failed.to_string(),
+            r#"{"errno":-98,"key":"K","ack":3,"data":null}"#
+        );
+        let shared = Value::Object(reply_fields(Some(0), "K", 3, None));
+        assert_eq!(
+            shared.to_string(),
+            r#"{"errno":0,"key":"K","ack":3,"data":null}"#
+        );
+    }
+}
