@@ -252,7 +252,7 @@ fn resolve_host(host: &str) -> Result<IpAddr, LabError> {
         .and_then(|mut a| a.next())
         .map(|a| a.ip())
         .ok_or_else(|| {
-            LabError::BadInput(format!("--host {host:?} is not an address that resolves"))
+            LabError::BadInput(format!("--host {host:?} does not resolve to an address"))
         })
 }
 

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use cluster_walkthrough::chapter::{self, Chapter, Ctx};
 use cluster_walkthrough::{book, lab, trace};
 
+#[path = "../chapters/ch00_puzzle.rs"]
+mod ch00;
 #[path = "../chapters/ch01_listen_twice.rs"]
 mod ch01;
 #[path = "../chapters/ch02_listen_in_cluster.rs"]
@@ -27,8 +29,9 @@ mod ch06;
 mod ch07;
 
 /// Every chapter, in reading order.
-fn chapters() -> [&'static Chapter; 7] {
+fn chapters() -> [&'static Chapter; 8] {
     [
+        &ch00::CHAPTER,
         &ch01::CHAPTER,
         &ch02::CHAPTER,
         &ch03::CHAPTER,
@@ -146,6 +149,11 @@ fn list() -> ExitCode {
 /// Each chapter runs as its own process (`<this program> chapter N`), as a reader would run
 /// it; a chapter that fails or hangs stops the tour with a clear line.
 fn tour(port: u16) -> ExitCode {
+    // A port of the user's that is taken fails here, once, not in every chapter.
+    if let Err(e) = (Ctx { port }).pick_port() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     trace::raw("The cluster walkthrough: why many Node.js workers can listen on one port.");
     let Ok(exe) = std::env::current_exe() else {
         eprintln!("error: cannot find this program's own path to run the chapters");

@@ -79,3 +79,11 @@ fn ch07_failures() {
     assert!(out.contains("worker 2 exited (signal SIGKILL)"));
     common::settings().bind(|| insta::assert_snapshot!("ch07_failures", out));
 }
+
+#[test]
+fn ch00_the_puzzle() {
+    let out = chapter_output(env!("CARGO_BIN_EXE_ch00-puzzle"));
+    assert_eq!(out.matches("error: listen EADDRINUSE").count(), 3);
+    assert!(out.contains("answered by: 1 2 3 4"));
+    common::settings().bind(|| insta::assert_snapshot!("ch00_puzzle", out));
+}

@@ -1,0 +1,111 @@
+//! The command line: the tour runs to the end, and bad input gets one clear line and a
+//! non-zero exit, never a panic or a hang.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
+
+fn run(args: &[&str]) -> common::Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    common::run(cmd, Duration::from_secs(120))
+}
+
+fn one_line_error(r: &common::Run, what: &str) {
+    assert_ne!(r.code, Some(0), "{what}: must fail");
+    assert_ne!(r.code, None, "{what}: must exit, not die of a signal");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: one line, got {:?}", r.stderr);
+    assert!(lines[0].starts_with("error: "), "{what}: {}", lines[0]);
+    assert!(!r.stderr.contains("panicked"), "{what}: {}", r.stderr);
+}
+
+#[test]
+fn the_tour_runs_every_chapter_to_the_end() {
+    let r = run(&[]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    for n in 0..=7 {
+        assert!(
+            r.stdout.contains(&format!("Chapter {n} · ")),
+            "chapter {n} missing"
+        );
+    }
+    assert!(r.stdout.contains("End of the tour."));
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    assert!(!r.stdout.contains('\u{1b}'), "no colours when piped");
+}
+
+#[test]
+fn list_shows_every_chapter_and_its_command() {
+    let r = run(&["list"]);
+    assert_eq!(r.code, Some(0));
+    assert!(r.stdout.contains("cargo run --bin ch05-round-robin"));
+    assert_eq!(r.stdout.lines().count(), 8);
+}
+
+#[test]
+fn a_chapter_by_number_and_by_slug() {
+    let a = run(&["chapter", "1"]);
+    let b = run(&["chapter", "listen-twice"]);
+    assert_eq!(a.code, Some(0));
+    assert_eq!(b.code, Some(0));
+    assert!(a.stdout.contains("Chapter 1 · "));
+    assert!(b.stdout.contains("Chapter 1 · "));
+}
+
+#[test]
+fn an_unknown_chapter_is_one_line() {
+    let r = run(&["chapter", "99"]);
+    one_line_error(&r, "chapter 99");
+    assert!(r.stderr.contains("no chapter \"99\""));
+}
+
+#[test]
+fn a_taken_port_for_the_tour_is_one_line() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = holder.local_addr().expect("addr").port().to_string();
+    let r = run(&["tour", "--port", &port]);
+    one_line_error(&r, "tour on a taken port");
+    assert!(r.stderr.contains("already in use by another program"));
+}
+
+#[test]
+fn a_book_directory_that_cannot_be_written_is_one_line() {
+    let file = tempfile::NamedTempFile::new().expect("a temp file");
+    let out = file.path().join("book");
+    let r = run(&["book", "--out", out.to_str().expect("utf-8 path")]);
+    one_line_error(&r, "book into a file");
+}
+
+#[test]
+fn the_book_builds_and_prints_index_html() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let r = run(&["book", "--out", dir.path().to_str().expect("utf-8 path")]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let index = r.stdout.trim();
+    assert!(index.ends_with("index.html"));
+    assert!(std::path::Path::new(index).exists());
+}
+
+#[test]
+fn bad_lab_input_is_one_line() {
+    for (args, what) in [
+        (&["lab", "--workers", "0"][..], "out of range"),
+        (&["lab", "--workers", "10000"][..], "out of range"),
+        (
+            &["lab", "--host", "no-such-host.invalid"][..],
+            "does not resolve",
+        ),
+        (
+            &["lab", "--kill-worker", "9", "--after", "1"][..],
+            "no such worker",
+        ),
+    ] {
+        let r = run(args);
+        one_line_error(&r, &format!("{args:?}"));
+        assert!(r.stderr.contains(what), "{args:?}: {}", r.stderr);
+    }
+}
