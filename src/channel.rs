@@ -18,6 +18,7 @@
 //! Where we are stricter than Node on purpose: a line has a length limit ([`MAX_LINE`]), and a
 //! line that is not JSON is an error we report instead of an exception that kills the process.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
@@ -86,6 +87,20 @@ pub enum ChannelError {
     Sys { syscall: &'static str, errno: Errno },
 }
 
+/// One message as one end of a channel saw it go by (for diagrams drawn from a real run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRecord {
+    pub from: String,
+    pub to: String,
+    /// The line, verbatim, without its `\n`.
+    pub line: String,
+    /// Whether an fd rode on it.
+    pub fd: bool,
+}
+
+/// A shared log of [`WireRecord`]s, in the order one process saw them.
+pub type WireLog = Rc<RefCell<Vec<WireRecord>>>;
+
 /// One queued outgoing line, and the fd that must ride on its first byte.
 struct Outgoing {
     bytes: Vec<u8>,
@@ -112,6 +127,8 @@ pub struct Channel {
     held: VecDeque<Held>,
     awaiting_ack: bool,
     closed: bool,
+    /// Where to record what goes by, if anyone asked (`me` is this end's name).
+    recorder: Option<(WireLog, String)>,
 }
 
 impl Channel {
@@ -131,7 +148,24 @@ impl Channel {
             held: VecDeque::new(),
             awaiting_ack: false,
             closed: false,
+            recorder: None,
         })
+    }
+
+    /// Record every message sent and received on this channel into `log`, naming this end `me`.
+    pub fn record_into(&mut self, log: WireLog, me: &str) {
+        self.recorder = Some((log, me.to_string()));
+    }
+
+    fn record(&self, outgoing: bool, line: &str, fd: bool) {
+        if let Some((log, me)) = &self.recorder {
+            let (from, to) = match outgoing {
+                true => (me.clone(), self.peer.clone()),
+                false => (self.peer.clone(), me.clone()),
+            };
+            let line = line.to_string();
+            log.borrow_mut().push(WireRecord { from, to, line, fd });
+        }
     }
 
     /// The socket, for polling.
@@ -181,6 +215,7 @@ impl Channel {
 
     fn write_line(&mut self, msg: &Value, fd: Option<Rc<OwnedFd>>) {
         let mut line = msg.to_string();
+        self.record(true, &line, fd.is_some());
         if trace::wire_enabled() {
             let arrow = match &fd {
                 Some(f) => format!("-> {} [fd {}]", self.peer, f.as_raw_fd()),
@@ -289,6 +324,8 @@ impl Channel {
                 return Err(ChannelError::LineTooLong);
             }
             let line: Vec<u8> = self.rbuf.drain(..=nl).collect();
+            let has_fd = !self.pending_fds.is_empty();
+            self.record(false, &String::from_utf8_lossy(&line[..nl]), has_fd);
             let msg: Value =
                 serde_json::from_slice(&line[..nl]).map_err(|_| ChannelError::NotJson {
                     excerpt: excerpt(&line[..nl]),

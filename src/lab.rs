@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use serde_json::{Value, json};
 
+use crate::channel::{WireLog, WireRecord};
 use crate::cluster::child::{self, GotHandle, Runtime, WorkerEvent};
 use crate::cluster::primary::{Event, Primary, Settings};
 use crate::cluster::{self, SchedulingPolicy};
@@ -88,6 +89,9 @@ pub struct LabArgs {
     /// Fork all workers at once, as Node's usual loop does (the trace order then varies)
     #[arg(long)]
     pub parallel_start: bool,
+    /// Keep a log of every channel message the primary sees (for diagrams; not a flag).
+    #[arg(skip)]
+    pub record_wire: bool,
     /// Hide the syscall lines
     #[arg(long)]
     pub no_syscalls: bool,
@@ -111,6 +115,7 @@ impl Default for LabArgs {
             serve: None,
             json: false,
             parallel_start: false,
+            record_wire: false,
             no_syscalls: false,
         }
     }
@@ -179,9 +184,22 @@ pub struct Outcome {
     answered_by: Vec<Option<u32>>,
     problems: Vec<String>,
     policy: Option<SchedulingPolicy>,
+    /// What `record_wire` kept: channel messages, plus the client's requests and answers as
+    /// records from/to `client`.
+    wire: Vec<WireRecord>,
 }
 
 impl Outcome {
+    /// Who answered each connection, in order (`None`: nobody did).
+    pub fn answered_by(&self) -> &[Option<u32>] {
+        &self.answered_by
+    }
+
+    /// The recorded messages (empty unless `record_wire` was set).
+    pub fn wire(&self) -> &[WireRecord] {
+        &self.wire
+    }
+
     /// The final summary as JSON.
     pub fn to_json(&self) -> Value {
         let workers: Vec<Value> = self
@@ -310,7 +328,11 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
             policy: Some(policy),
             ..Outcome::default()
         },
+        log: None,
     };
+    if args.record_wire {
+        lab.log = Some(lab.primary.record_wire());
+    }
     trace::step(&format!(
         "scheduling policy: {} ({})",
         policy.name(),
@@ -322,12 +344,16 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
         lab.serve(host, secs);
     }
     lab.disconnect_one_by_one();
+    if let Some(log) = lab.log.take() {
+        lab.out.wire = log.borrow().clone();
+    }
     Ok(lab.out)
 }
 
 struct Lab {
     primary: Primary,
     out: Outcome,
+    log: Option<WireLog>,
 }
 
 impl Lab {
@@ -443,6 +469,7 @@ impl Lab {
             {
                 self.kill(id);
             }
+            self.log_client("client", "primary", &format!("connection {n}"));
             let who = if args.udp {
                 self.udp_request(target)
             } else {
@@ -453,6 +480,8 @@ impl Lab {
                 Some(w) => trace::ok(&format!("connection {n} answered by worker {w}")),
                 None => trace::problem(&format!("connection {n}: no answer")),
             }
+            let from = who.map_or("nobody".to_string(), |w| format!("worker {w}"));
+            self.log_client(&from, "client", &format!("answer to connection {n}"));
             self.out.answered_by.push(who);
         }
         trace::set_label("primary");
@@ -472,6 +501,18 @@ impl Lab {
         }
         self.primary.shutdown(Duration::from_secs(1));
         self.drain();
+    }
+
+    /// The client's side of the story, for the recorded log.
+    fn log_client(&self, from: &str, to: &str, line: &str) {
+        if let Some(log) = &self.log {
+            log.borrow_mut().push(WireRecord {
+                from: from.to_string(),
+                to: to.to_string(),
+                line: line.to_string(),
+                fd: false,
+            });
+        }
     }
 
     fn kill(&mut self, id: u32) {

@@ -27,9 +27,13 @@ mod ch05;
 mod ch06;
 #[path = "../chapters/ch07_failures.rs"]
 mod ch07;
+#[path = "../chapters/ch08_complete_picture.rs"]
+mod ch08;
+#[path = "../chapters/ch09_beneath_node.rs"]
+mod ch09;
 
 /// Every chapter, in reading order.
-fn chapters() -> [&'static Chapter; 8] {
+fn chapters() -> [&'static Chapter; 10] {
     [
         &ch00::CHAPTER,
         &ch01::CHAPTER,
@@ -39,6 +43,8 @@ fn chapters() -> [&'static Chapter; 8] {
         &ch05::CHAPTER,
         &ch06::CHAPTER,
         &ch07::CHAPTER,
+        &ch08::CHAPTER,
+        &ch09::CHAPTER,
     ]
 }
 

@@ -35,6 +35,8 @@ struct Config {
 
 static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
 static LABEL: Mutex<String> = Mutex::new(String::new());
+/// While [`capture`] runs: the events, as JSON, instead of printing them.
+static CAPTURED: Mutex<Option<Vec<Value>>> = Mutex::new(None);
 
 /// The environment variable through which a primary hands its trace settings to the
 /// workers it forks (they re-run the same program, and must print the same way).
@@ -200,7 +202,37 @@ fn write_line(line: &str) {
     let _ = out.flush();
 }
 
+fn event_json(kind: Kind, text: &str, extra: Option<Value>) -> Value {
+    let mut obj = json!({
+        "process": label(),
+        "pid": std::process::id(),
+        "event": kind.name(),
+        "text": text,
+    });
+    if let (Some(Value::Object(extra)), Some(map)) = (extra, obj.as_object_mut()) {
+        map.extend(extra);
+    }
+    obj
+}
+
+/// Run `f` with this process's events kept in memory (as the `--json` objects) instead of
+/// printed; returns them with `f`'s result. Other processes print as usual.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<Value>) {
+    *CAPTURED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    let out = f();
+    let events = CAPTURED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+        .unwrap_or_default();
+    (out, events)
+}
+
 fn emit(kind: Kind, text: &str, extra: Option<Value>) {
+    if let Some(events) = CAPTURED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        events.push(event_json(kind, text, extra));
+        return;
+    }
     let c = config();
     match c.format {
         Format::Off => {}
@@ -215,18 +247,7 @@ fn emit(kind: Kind, text: &str, extra: Option<Value>) {
             };
             write_line(&line);
         }
-        Format::Json => {
-            let mut obj = json!({
-                "process": label(),
-                "pid": std::process::id(),
-                "event": kind.name(),
-                "text": text,
-            });
-            if let (Some(Value::Object(extra)), Some(map)) = (extra, obj.as_object_mut()) {
-                map.extend(extra);
-            }
-            write_line(&format!("{obj}\n"));
-        }
+        Format::Json => write_line(&format!("{}\n", event_json(kind, text, extra))),
     }
 }
 

@@ -22,7 +22,7 @@ use super::round_robin_handle::{Handoff, RoundRobinHandle};
 use super::shared_handle::SharedHandle;
 use super::utils;
 use super::{NODE_UNIQUE_ID, SchedulingPolicy};
-use crate::channel::{Channel, ChannelError, HandleType, Incoming};
+use crate::channel::{Channel, ChannelError, HandleType, Incoming, WireLog};
 use crate::net::AddressType;
 use crate::sys::{self, PollReady};
 use crate::trace;
@@ -135,6 +135,8 @@ pub struct Primary {
     handles: BTreeMap<String, Handle>,
     callbacks: HashMap<u64, NewConnCallback>,
     events: VecDeque<Event>,
+    /// Every message the primary sent or received, when asked to keep them.
+    wire_log: Option<WireLog>,
 }
 
 impl Primary {
@@ -148,7 +150,15 @@ impl Primary {
             handles: BTreeMap::new(),
             callbacks: HashMap::new(),
             events: VecDeque::new(),
+            wire_log: None,
         }
+    }
+
+    /// Keep every message on every channel forked from now on, in the order the primary
+    /// saw them (the source of chapter 8's sequence diagram).
+    pub fn record_wire(&mut self) -> WireLog {
+        let log = self.wire_log.get_or_insert_with(WireLog::default);
+        log.clone()
     }
 
     /// The policy in force.
@@ -188,7 +198,10 @@ impl Primary {
         })?;
         drop(theirs); // or a dead worker would never show as EOF
         let pid = child.id();
-        let channel = Channel::new(ours, &format!("worker {id}")).ok();
+        let mut channel = Channel::new(ours, &format!("worker {id}")).ok();
+        if let (Some(ch), Some(log)) = (channel.as_mut(), &self.wire_log) {
+            ch.record_into(log.clone(), "primary");
+        }
         self.workers.insert(
             id,
             Worker {
