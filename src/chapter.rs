@@ -110,6 +110,38 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// Like [`Ctx::spawn_role`], but the helper's standard output is captured and returned
+    /// (it is not shown). Fails if the helper exits non-zero or outlives `limit`.
+    pub fn capture_role(&self, role: &str, limit: Duration) -> Result<String, ChapterError> {
+        use std::io::Read;
+        let exe = std::env::current_exe().map_err(|e| ChapterError::io("current_exe", e))?;
+        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+        let mut child = Command::new(exe)
+            .args(args)
+            .env(ROLE_ENV, role)
+            .env(trace::ENV, trace::to_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| ChapterError::io("spawn a helper process", e))?;
+        let mut out = child.stdout.take().expect("stdout is piped");
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let status = wait_with_limit(child, limit)?;
+        let text = reader.join().unwrap_or_default();
+        if !status.success() {
+            return Err(ChapterError::Failed(format!(
+                "a helper process failed ({status})"
+            )));
+        }
+        Ok(text)
+    }
+}
+
 /// A free ephemeral port on 127.0.0.1 (the kernel picks; we close it at once).
 pub fn free_port() -> Result<u16, ChapterError> {
     let l =

@@ -31,6 +31,22 @@ use crate::sys::{self, Transport};
 use crate::tcp_wrap::TcpHandle;
 use crate::trace;
 
+/// Parse lab flags from words (`["--workers", "2"]`), as `cluster-walkthrough lab` would.
+pub fn parse_args<I, S>(words: I) -> Result<LabArgs, clap::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LabArgs,
+    }
+    let words =
+        std::iter::once(std::ffi::OsString::from("lab")).chain(words.into_iter().map(Into::into));
+    <Cli as clap::Parser>::try_parse_from(words).map(|c| c.args)
+}
+
 /// The environment variable that carries the worker's part of the configuration.
 pub const WORKER_ENV: &str = "CLUSTER_WALKTHROUGH_WORKER";
 
