@@ -105,6 +105,13 @@ pub struct LabArgs {
     /// Fork all workers at once, as Node's usual loop does (the trace order then varies)
     #[arg(long)]
     pub parallel_start: bool,
+    /// Run this program as the worker instead of this one (e.g. `--exec node worker.js`);
+    /// everything after it is the command, so put it last
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "PROGRAM [ARGS]")]
+    pub exec: Vec<String>,
+    /// With --exec: only these worker ids run it, the others are ours (e.g. 2,4)
+    #[arg(long, value_delimiter = ',', requires = "exec")]
+    pub exec_workers: Vec<u32>,
     /// Keep a log of every channel message the primary sees (for diagrams; not a flag).
     #[arg(skip)]
     pub record_wire: bool,
@@ -132,6 +139,8 @@ impl Default for LabArgs {
             json: false,
             parallel_start: false,
             record_wire: false,
+            exec: Vec::new(),
+            exec_workers: Vec::new(),
             no_syscalls: false,
         }
     }
@@ -188,6 +197,8 @@ struct Record {
     ports: Vec<u16>,
     errors: Vec<Value>,
     settled: bool,
+    /// Runs `--exec`: a program that speaks Node's protocol but not the lab's messages.
+    foreign: bool,
     disconnected: bool,
     exit: Option<(Option<i32>, Option<i32>)>,
     served: u32,
@@ -338,7 +349,15 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
     let mut settings = Settings::this_program()
         .map_err(|e| LabError::BadInput(format!("cannot find this program's path: {e}")))?;
     settings.env.push((WORKER_ENV.into(), plan.to_env()));
+    settings.env.push(("HOST".into(), host.to_string()));
+    settings.env.push(("PORT".into(), args.port.to_string()));
+    let foreign = args.exec.split_first().map(|(exec, rest)| Settings {
+        exec: exec.into(),
+        args: rest.iter().map(Into::into).collect(),
+        env: settings.env.clone(),
+    });
     let mut lab = Lab {
+        foreign,
         primary: Primary::new(settings, policy),
         out: Outcome {
             policy: Some(policy),
@@ -367,6 +386,8 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
 }
 
 struct Lab {
+    /// `--exec`: how to start a worker that is not this program.
+    foreign: Option<Settings>,
     primary: Primary,
     out: Outcome,
     log: Option<WireLog>,
@@ -384,7 +405,11 @@ impl Lab {
         match ev {
             Event::Online { .. } => {}
             Event::Listening { id, port, .. } => {
-                self.out.records.entry(id).or_default().ports.push(port);
+                let r = self.out.records.entry(id).or_default();
+                r.ports.push(port);
+                if r.foreign {
+                    trace::step(&format!("worker {id} is listening (port {port})"));
+                }
             }
             Event::Message { id, msg } => self.on_user_message(id, &msg),
             Event::Disconnect { id } => self.out.records.entry(id).or_default().disconnected = true,
@@ -438,24 +463,38 @@ impl Lab {
 
     fn start_workers(&mut self, args: &LabArgs) -> Result<(), LabError> {
         let mut ids = Vec::new();
-        for _ in 0..args.workers {
-            let id = self.primary.fork()?;
+        let servers = args.servers_per_worker as usize;
+        for n in 1..=args.workers {
+            let foreign = self
+                .foreign
+                .clone()
+                .filter(|_| args.exec_workers.is_empty() || args.exec_workers.contains(&n));
+            let id = match &foreign {
+                Some(settings) => self.primary.fork_with(settings)?,
+                None => self.primary.fork()?,
+            };
             let pid = self.primary.pid(id).unwrap_or(0);
-            self.out.records.entry(id).or_default().pid = pid;
+            let r = self.out.records.entry(id).or_default();
+            r.pid = pid;
+            r.foreign = foreign.is_some();
             ids.push(id);
             if !args.parallel_start {
-                self.wait_settled(id)?;
+                self.wait_settled(id, servers)?;
             }
         }
         for id in ids {
-            self.wait_settled(id)?;
+            self.wait_settled(id, servers)?;
         }
         Ok(())
     }
 
-    fn wait_settled(&mut self, id: u32) -> Result<(), LabError> {
+    /// Wait until a worker said it is ready (ours), has listened `servers` times (a foreign
+    /// worker, which does not speak the lab's messages), or has exited.
+    fn wait_settled(&mut self, id: u32, servers: usize) -> Result<(), LabError> {
         let ok = self.pump_until(Duration::from_secs(10), |o, _| {
-            o.records.get(&id).is_some_and(|r| r.settled)
+            o.records.get(&id).is_some_and(|r| {
+                r.settled || (r.foreign && r.ports.len() >= servers && servers > 0)
+            })
         });
         ok.then_some(()).ok_or(LabError::StartTimeout(id))
     }
@@ -647,6 +686,26 @@ pub fn print_summary(out: &Outcome) {
     ));
 }
 
+/// A lab whose workers were all meant to listen and none did has failed: say why in a few
+/// words (the first error, or how the first worker ended).
+fn nobody_listened(args: &LabArgs, out: &Outcome) -> Option<String> {
+    if args.servers_per_worker == 0 || out.records.values().any(|r| !r.ports.is_empty()) {
+        return None;
+    }
+    let first = out.records.iter().next();
+    let why = first.map(|(id, r)| match (r.errors.first(), r.exit) {
+        (Some(e), _) => e["message"].as_str().unwrap_or("an error").to_string(),
+        (None, Some((Some(code), _))) => {
+            format!("worker {id} exited with code {code} before listening")
+        }
+        (None, Some((None, Some(sig)))) => {
+            format!("worker {id} was killed by {}", sys::signal_name(sig))
+        }
+        _ => format!("worker {id} never listened"),
+    });
+    Some(why.unwrap_or_else(|| "no worker started".to_string()))
+}
+
 /// `cluster-walkthrough lab`: the whole command.
 pub fn main(args: &LabArgs) -> ExitCode {
     let format = if args.json {
@@ -659,7 +718,13 @@ pub fn main(args: &LabArgs) -> ExitCode {
     match run(args) {
         Ok(out) => {
             print_summary(&out);
-            ExitCode::SUCCESS
+            match nobody_listened(args, &out) {
+                Some(why) => {
+                    eprintln!("error: no worker could listen ({why})");
+                    ExitCode::FAILURE
+                }
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");

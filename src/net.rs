@@ -332,14 +332,23 @@ pub fn create_server_handle(address: IpAddr, port: u16) -> Result<TcpHandle, Err
 // ANCHOR: check_bind_error
 /// `checkBindError`: the only way a worker can see that the primary's bind really failed
 /// when it got a socket anyway (libuv delayed the error in the *primary's* handle). If the
-/// socket is not on the port we asked for, call it `EADDRINUSE`.
-pub fn check_bind_error(port: u16, handle: &TcpHandle) -> Result<(), Errno> {
+/// handle is not on the port we asked for, call it `EADDRINUSE`. A round-robin fake handle
+/// answers `getsockname` with the primary's `sockname`, so it is checked the same way.
+pub fn check_bind_error(port: u16, handle: &ServerHandle) -> Result<(), Errno> {
     if port == 0 {
         return Ok(());
     }
-    match sys::getsockname_traced(handle.fd()) {
+    let bound = match handle {
+        ServerHandle::Tcp(h) => sys::getsockname_traced(h.fd()),
+        ServerHandle::RoundRobin(fake) => match fake.getsockname() {
+            Some(addr) => Ok(addr),
+            None => return Ok(()), // no getsockname without a sockname (pipes)
+        },
+    };
+    match bound {
         Ok(addr) if addr.port() != port => Err(Errno::EADDRINUSE),
-        _ => Ok(()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e), // Node returns getsockname's own error
     }
 }
 // ANCHOR_END: check_bind_error
@@ -359,7 +368,7 @@ pub fn listen_on_primary_handle(
 ) -> Result<SocketAddr, NetError> {
     let host = address.to_string();
     let mut err = errno;
-    if let (None, Some(ServerHandle::Tcp(h))) = (err, &handle) {
+    if let (None, Some(h)) = (err, &handle) {
         err = check_bind_error(port, h).err();
     }
     if let Some(e) = err {

@@ -13,13 +13,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 struct Lab {
     summary: Value,
     events: Vec<Value>,
+    stderr: String,
 }
 
 fn lab(args: &[&str]) -> Lab {
+    lab_exiting(args, 0)
+}
+
+/// A lab run that must end with `code` (1: no worker could listen).
+fn lab_exiting(args: &[&str], code: i32) -> Lab {
     let mut cmd = Command::new(BIN);
     cmd.arg("lab").arg("--json").args(args);
     let run = common::run(cmd, Duration::from_secs(60));
-    assert_eq!(run.code, Some(0), "lab {args:?} failed: {}", run.stderr);
+    assert_eq!(run.code, Some(code), "lab {args:?}: {}", run.stderr);
     let mut events: Vec<Value> = run
         .stdout
         .lines()
@@ -27,7 +33,11 @@ fn lab(args: &[&str]) -> Lab {
         .collect();
     let summary = events.pop().expect("a summary line")["summary"].clone();
     assert!(summary.is_object(), "the last line is the summary");
-    Lab { summary, events }
+    Lab {
+        summary,
+        events,
+        stderr: run.stderr,
+    }
 }
 
 /// Pids and ports differ on every run: replace them, wherever they are.
@@ -168,7 +178,7 @@ fn primary_bind_failure_reaches_every_worker_as_bind_eaddrinuse() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
     let port = holder.local_addr().expect("addr").port().to_string();
     for policy in ["rr", "none"] {
-        let l = lab(&[
+        let args = [
             "--workers",
             "3",
             "--policy",
@@ -176,7 +186,12 @@ fn primary_bind_failure_reaches_every_worker_as_bind_eaddrinuse() {
             "--port",
             &port,
             "--handle-errors",
-        ]);
+        ];
+        let l = lab_exiting(&args, 1);
+        assert_eq!(
+            l.stderr.trim(),
+            format!("error: no worker could listen (bind EADDRINUSE 127.0.0.1:{port})")
+        );
         let errs = errors(&l.summary);
         assert_eq!(errs.len(), 3, "{policy}: every worker fails");
         for e in errs {

@@ -348,8 +348,9 @@ impl Runtime {
             .unwrap_or("")
             .to_string();
         let errno = reply.get("errno").and_then(Value::as_i64).unwrap_or(0);
+        // rr() hands the errno back and keeps the index taken, as Node does: a retried listen
+        // gets the next index (a new key).
         let result = if errno != 0 {
-            self.remove_indexes_key(&p.indexes_key, p.index);
             Err(Errno::from_raw(-(errno as i32)))
         } else if let (Some(fd), Some(ty)) = (fd, ty) {
             Ok(GotHandle::Shared(fd, ty)) // shared()

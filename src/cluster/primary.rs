@@ -115,6 +115,13 @@ enum Handle {
 }
 
 impl Handle {
+    fn contains(&self, worker: u32) -> bool {
+        match self {
+            Handle::RoundRobin(h) => h.contains(worker),
+            Handle::Shared(h) => h.contains(worker),
+        }
+    }
+
     fn remove(&mut self, worker: u32) -> bool {
         match self {
             Handle::RoundRobin(h) => h.remove(worker),
@@ -171,12 +178,20 @@ impl Primary {
     /// and an `AF_UNIX` socketpair as its channel on fd 3 (`NODE_CHANNEL_FD`). Nothing else
     /// is inherited — in particular no listening socket: none exists yet.
     pub fn fork(&mut self) -> Result<u32, ForkError> {
+        let settings = self.settings.clone();
+        self.fork_with(&settings)
+    }
+    // ANCHOR_END: fork
+
+    /// `fork()` running another program as the worker (a real `node worker.js`, say) with the
+    /// same environment and channel Node would give it.
+    pub fn fork_with(&mut self, settings: &Settings) -> Result<u32, ForkError> {
         let id = self.next_id;
         self.next_id += 1;
         let (ours, theirs) = sys::socketpair().map_err(ForkError::Socketpair)?;
-        let mut cmd = Command::new(&self.settings.exec);
-        cmd.args(&self.settings.args)
-            .envs(self.settings.env.iter().cloned())
+        let mut cmd = Command::new(&settings.exec);
+        cmd.args(&settings.args)
+            .envs(settings.env.iter().cloned())
             .env(NODE_UNIQUE_ID, id.to_string())
             .env("NODE_CHANNEL_FD", "3")
             .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
@@ -193,7 +208,7 @@ impl Primary {
             "fork worker {id}: NODE_UNIQUE_ID={id}, channel on fd 3"
         ));
         let child = cmd.spawn().map_err(|source| ForkError::Spawn {
-            exec: self.settings.exec.display().to_string(),
+            exec: settings.exec.display().to_string(),
             source,
         })?;
         drop(theirs); // or a dead worker would never show as EOF
@@ -215,7 +230,6 @@ impl Primary {
         );
         Ok(id)
     }
-    // ANCHOR_END: fork
 
     /// The pid of a worker, if it is still known.
     pub fn pid(&self, id: u32) -> Option<u32> {
@@ -528,7 +542,7 @@ impl Primary {
     // ANCHOR_END: query_server
 
     // ANCHOR: create_handle
-    /// The decision (`primary.js` L283): round robin only for TCP under `SCHED_RR`.
+    /// The decision (`primary.js` L293): round robin only for TCP under `SCHED_RR`.
     fn create_handle(&mut self, key: &str, q: &Query) -> Result<Handle, Errno> {
         let address = q.ip();
         if self.policy != SchedulingPolicy::RoundRobin || q.address_type.is_udp() {
@@ -547,6 +561,16 @@ impl Primary {
         let Some(handle) = self.handles.get_mut(key) else {
             return;
         };
+        if handle.contains(id) {
+            // Node asserts here and the primary dies; we drop the one worker instead.
+            let what = format!("worker {id} asked twice for the same key {key}; dropping it");
+            trace::problem(&what);
+            self.events.push_back(Event::Problem { id, what });
+            if let Some(w) = self.workers.get(&id) {
+                sys::kill(w.pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            return self.on_disconnect(id);
+        }
         match handle {
             Handle::RoundRobin(rr) => {
                 let sockname = rr.sockname();
@@ -658,8 +682,19 @@ impl Primary {
         let Some(Handle::RoundRobin(rr)) = self.handles.get_mut(&cb.key) else {
             return;
         };
-        let Ok(conn) = Rc::try_unwrap(cb.conn) else {
-            return;
+        let conn = match Rc::try_unwrap(cb.conn) {
+            Ok(conn) => conn,
+            Err(_still_queued) => {
+                // Answered before it could have arrived: a broken peer. The channel still
+                // holds the fd (it closes once sent); the worker is free again either way.
+                trace::problem(&format!(
+                    "worker {id} answered a newconn it had not received"
+                ));
+                if let Some(h) = rr.handoff(id) {
+                    self.do_handoff(&cb.key, h);
+                }
+                return;
+            }
         };
         if accepted {
             trace::step(&format!(
@@ -728,7 +763,8 @@ struct Query {
     port: u16,
     address_type: AddressType,
     fd: Option<i64>,
-    index: i64,
+    /// `undefined` in the key when a (non-Node) peer leaves it out.
+    index: Option<i64>,
     backlog: i32,
     seq: u64,
 }
@@ -743,7 +779,7 @@ impl Query {
             port: u16::try_from(msg.get("port")?.as_u64()?).ok()?,
             address_type: AddressType::from_json(msg.get("addressType")?)?,
             fd: msg.get("fd").and_then(Value::as_i64),
-            index: msg.get("index").and_then(Value::as_i64).unwrap_or(0),
+            index: msg.get("index").and_then(Value::as_i64),
             backlog: msg.get("backlog").and_then(Value::as_i64).unwrap_or(0) as i32,
             seq: msg.get("seq")?.as_u64()?,
         })
@@ -755,10 +791,10 @@ impl Query {
     fn key(&self) -> String {
         let address = self.address.as_deref().unwrap_or("null");
         let fd = self.fd.map_or("undefined".to_string(), |f| f.to_string());
-        format!(
-            "{address}:{}:{}:{fd}:{}",
-            self.port, self.address_type, self.index
-        )
+        let index = self
+            .index
+            .map_or("undefined".to_string(), |i| i.to_string());
+        format!("{address}:{}:{}:{fd}:{index}", self.port, self.address_type)
     }
     // ANCHOR_END: key
 

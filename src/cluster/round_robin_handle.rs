@@ -136,6 +136,11 @@ impl RoundRobinHandle {
     }
     // ANCHOR_END: on_reply
 
+    /// Whether the worker uses this handle.
+    pub fn contains(&self, worker: u32) -> bool {
+        self.all.contains(&worker)
+    }
+
     /// The idle queue, front first (for the trace).
     pub fn idle(&self) -> Vec<u32> {
         self.free.iter().copied().collect()

@@ -67,6 +67,11 @@ impl SharedHandle {
     }
     // ANCHOR_END: add
 
+    /// Whether the worker uses this handle.
+    pub fn contains(&self, worker: u32) -> bool {
+        self.workers.contains(&worker)
+    }
+
     /// `remove(worker)`: true when it was the last one; the socket is closed then.
     pub fn remove(&mut self, worker: u32) -> bool {
         let Some(i) = self.workers.iter().position(|&w| w == worker) else {

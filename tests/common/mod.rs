@@ -65,11 +65,12 @@ pub fn settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(r"pid \d+", "pid [PID]");
     s.add_filter(r#""pid":\d+"#, r#""pid":"[PID]""#);
-    s.add_filter(r"(127\.0\.0\.1|\[::1\]|0\.0\.0\.0):\d+", "$1:[PORT]");
+    // Port 0 stays: `0.0.0.0:0` is what an unbound socket reports, and chapter 7 shows it.
+    s.add_filter(r"(127\.0\.0\.1|\[::1\]|0\.0\.0\.0):[1-9]\d*", "$1:[PORT]");
     s.add_filter(r"port: \d+", "port: [PORT]");
     s.add_filter(r"\(port \d+\)", "(port [PORT])");
     s.add_filter(r#""ports":\[[\d,]*\]"#, r#""ports":[PORTS]"#);
-    s.add_filter(r#""port":\d+"#, r#""port":"[PORT]""#);
+    s.add_filter(r#""port":[1-9]\d*"#, r#""port":"[PORT]""#);
     s.add_filter(r"(\d+\.)?\d+ ?(ms|µs|s)\b", "[TIME]");
     s.set_prepend_module_to_snapshot(false);
     s.set_omit_expression(true);
