@@ -1,0 +1,295 @@
+//! Proof against the real thing: real Node v20 workers under our primary (`lab --exec`), and
+//! a real Node primary running our workers. When `node` is missing these tests say so in one
+//! line and pass; `.ci/run` makes sure it is there on CI.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
+
+fn node() -> bool {
+    let ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: `node` is not installed (needed to check against real Node workers)");
+    }
+    ok
+}
+
+fn script(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/node")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Our primary with Node workers: `lab --json <args> --exec node <script>`. Returns the summary
+/// and the run (for stderr and the exit code).
+fn lab_with_node(args: &[&str], script_name: &str) -> (Value, common::Run) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("lab")
+        .arg("--json")
+        .args(args)
+        .arg("--exec")
+        .arg("node")
+        .arg(script(script_name));
+    let run = common::run(cmd, Duration::from_secs(60));
+    let last = run.stdout.lines().last().unwrap_or("{}");
+    let v: Value = serde_json::from_str(last).unwrap_or(Value::Null);
+    let summary = v["summary"].clone();
+    assert_no_worker_left(&summary);
+    (summary, run)
+}
+
+/// Every worker pid in the summary is gone (reaped, not a zombie).
+fn assert_no_worker_left(summary: &Value) {
+    for w in summary["workers"].as_array().into_iter().flatten() {
+        if let Some(pid) = w["pid"].as_u64() {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                "worker pid {pid} is still there"
+            );
+        }
+    }
+}
+
+fn answered(s: &Value) -> Vec<Option<u64>> {
+    s["answered_by"]
+        .as_array()
+        .expect("answered_by")
+        .iter()
+        .map(Value::as_u64)
+        .collect()
+}
+
+fn ports(s: &Value) -> Vec<Vec<u64>> {
+    s["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| {
+            w["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .filter_map(Value::as_u64)
+                .collect()
+        })
+        .collect()
+}
+
+fn exit_code(s: &Value, id: usize) -> Value {
+    s["workers"][id - 1]["exit"]["code"].clone()
+}
+
+#[test]
+fn node_workers_round_robin() {
+    if !node() {
+        return;
+    }
+    let (s, run) = lab_with_node(&["--workers", "3", "--connections", "6"], "http-worker.js");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let rotation: Vec<Option<u64>> = [1, 2, 3, 1, 2, 3].into_iter().map(Some).collect();
+    assert_eq!(answered(&s), rotation);
+    for id in 1..=3 {
+        assert_eq!(exit_code(&s, id), 0, "disconnect ends worker {id} with 0");
+    }
+}
+
+#[test]
+fn node_workers_sched_none() {
+    if !node() {
+        return;
+    }
+    let args = ["--workers", "3", "--policy", "none", "--connections", "9"];
+    let (s, run) = lab_with_node(&args, "http-worker.js");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(answered(&s).iter().all(Option::is_some));
+    assert_eq!(s["policy"], "none");
+}
+
+#[test]
+fn node_workers_port_0_and_two_servers() {
+    if !node() {
+        return;
+    }
+    let (s, _) = lab_with_node(&["--workers", "3"], "http-worker.js");
+    let p = ports(&s);
+    assert!(
+        p[0][0] > 0 && p.iter().all(|x| *x == p[0]),
+        "listen(0) shares one port: {p:?}"
+    );
+    let (s, _) = lab_with_node(
+        &["--workers", "2", "--servers-per-worker", "2"],
+        "two-servers-worker.js",
+    );
+    let p = ports(&s);
+    assert_eq!(p[0].len(), 2);
+    assert_ne!(p[0][0], p[0][1]);
+    assert_eq!(p[0], p[1], "both workers share both ports: {p:?}");
+}
+
+#[test]
+fn node_workers_udp() {
+    if !node() {
+        return;
+    }
+    let (s, run) = lab_with_node(
+        &["--workers", "2", "--udp", "--connections", "4"],
+        "udp-worker.js",
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(answered(&s).iter().all(Option::is_some), "{s}");
+    let p = ports(&s);
+    assert_eq!(p[0], p[1]);
+}
+
+#[test]
+fn a_node_worker_that_closes_its_server_leaves_the_rotation() {
+    if !node() {
+        return;
+    }
+    let args = [
+        "--workers",
+        "3",
+        "--connections",
+        "4",
+        "--exec-workers",
+        "2",
+    ];
+    let (s, _) = lab_with_node(&args, "close-worker.js");
+    assert_eq!(answered(&s), vec![Some(1), Some(3), Some(1), Some(3)]);
+}
+
+#[test]
+fn a_node_worker_that_crashes_loses_its_connection_and_the_rest_serve() {
+    if !node() {
+        return;
+    }
+    let args = [
+        "--workers",
+        "3",
+        "--connections",
+        "6",
+        "--exec-workers",
+        "2",
+    ];
+    let (s, _) = lab_with_node(&args, "crash-worker.js");
+    let a = answered(&s);
+    assert_eq!(
+        a[1], None,
+        "the connection handed to the crashing worker is lost"
+    );
+    assert!(
+        a.iter()
+            .enumerate()
+            .all(|(i, w)| i == 1 || matches!(w, Some(1) | Some(3))),
+        "{a:?}"
+    );
+    assert_eq!(exit_code(&s, 2), 3);
+}
+
+#[test]
+fn a_mixed_fleet_node_and_ours() {
+    if !node() {
+        return;
+    }
+    let args = [
+        "--workers",
+        "4",
+        "--connections",
+        "8",
+        "--exec-workers",
+        "2,4",
+    ];
+    let (s, run) = lab_with_node(&args, "http-worker.js");
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let rotation: Vec<Option<u64>> = [1, 2, 3, 4, 1, 2, 3, 4].into_iter().map(Some).collect();
+    assert_eq!(answered(&s), rotation);
+}
+
+#[test]
+fn node_workers_get_nodes_own_error_when_our_primary_cannot_bind() {
+    if !node() {
+        return;
+    }
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = holder.local_addr().expect("addr").port().to_string();
+    for policy in ["rr", "none"] {
+        let args = ["--workers", "2", "--policy", policy, "--port", &port];
+        let (s, run) = lab_with_node(&args, "http-worker.js");
+        assert_eq!(run.code, Some(1));
+        let text = format!("Error: bind EADDRINUSE 127.0.0.1:{port}");
+        assert_eq!(
+            run.stderr.matches(&text).count(),
+            2,
+            "{policy}: {}",
+            run.stderr
+        );
+        assert_eq!(exit_code(&s, 1), 1);
+    }
+}
+
+/// A real Node primary (`tests/node/primary.js`) with our binary as its workers.
+fn node_primary(policy: &str, kill: Option<&str>) -> Value {
+    let mut cmd = Command::new("node");
+    cmd.arg(script("primary.js")).args([BIN, "3", "6"]);
+    cmd.args(kill);
+    cmd.env("NODE_CLUSTER_SCHED_POLICY", policy);
+    let run = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    serde_json::from_str(run.stdout.lines().last().unwrap_or("")).expect("a JSON line")
+}
+
+#[test]
+fn a_node_primary_runs_our_workers_round_robin() {
+    if !node() {
+        return;
+    }
+    let v = node_primary("rr", None);
+    assert_eq!(v["policy"], "rr");
+    assert_eq!(v["answered_by"], serde_json::json!([1, 2, 3, 1, 2, 3]));
+    for id in ["1", "2", "3"] {
+        assert_eq!(
+            v["exits"][id]["code"], 0,
+            "disconnect honoured by worker {id}"
+        );
+    }
+}
+
+#[test]
+fn a_node_primary_runs_our_workers_sched_none() {
+    if !node() {
+        return;
+    }
+    let v = node_primary("none", None);
+    assert_eq!(v["policy"], "none");
+    let a = v["answered_by"].as_array().expect("answers");
+    assert_eq!(a.len(), 6);
+    assert!(a.iter().all(|w| w.as_u64().is_some()), "{v}");
+}
+
+#[test]
+fn a_node_primary_sees_our_killed_worker_exit() {
+    if !node() {
+        return;
+    }
+    let v = node_primary("rr", Some("2"));
+    assert_eq!(v["exits"]["2"]["signal"], "SIGKILL");
+    let a: Vec<u64> = v["answered_by"]
+        .as_array()
+        .expect("answers")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(a.len(), 6, "{v}");
+    assert!(a[3..].iter().all(|w| *w != 2), "{v}");
+}
