@@ -188,12 +188,14 @@ fn a_node_worker_that_crashes_loses_its_connection_and_the_rest_serve() {
         a[1], None,
         "the connection handed to the crashing worker is lost"
     );
+    // A newconn can reach worker 2 once more in the instant before the primary sees it die
+    // (Node has the same window); never an answer from it, and the others keep serving.
     assert!(
-        a.iter()
-            .enumerate()
-            .all(|(i, w)| i == 1 || matches!(w, Some(1) | Some(3))),
+        a.iter().all(|w| matches!(w, None | Some(1) | Some(3))),
         "{a:?}"
     );
+    assert!(a.iter().filter(|w| w.is_none()).count() <= 2, "{a:?}");
+    assert!(a[5].is_some(), "{a:?}");
     assert_eq!(exit_code(&s, 2), 3);
 }
 
