@@ -31,9 +31,11 @@ mod ch07;
 mod ch08;
 #[path = "../chapters/ch09_beneath_node.rs"]
 mod ch09;
+#[path = "../chapters/ch10_against_node.rs"]
+mod ch10;
 
 /// Every chapter, in reading order.
-fn chapters() -> [&'static Chapter; 10] {
+fn chapters() -> [&'static Chapter; 11] {
     [
         &ch00::CHAPTER,
         &ch01::CHAPTER,
@@ -45,6 +47,7 @@ fn chapters() -> [&'static Chapter; 10] {
         &ch07::CHAPTER,
         &ch08::CHAPTER,
         &ch09::CHAPTER,
+        &ch10::CHAPTER,
     ]
 }
 
