@@ -26,15 +26,13 @@ use std::rc::Rc;
 use nix::errno::Errno;
 use serde_json::{Value, json};
 
+use crate::framing::{Decoder, Frame};
 use crate::sys;
 use crate::trace;
 
 /// The longest line we accept (1 MiB). Node has no limit; a peer that never sends `\n` would
 /// grow its buffer forever.
 pub const MAX_LINE: usize = 1 << 20;
-
-/// At most this many fds may wait for their `NODE_HANDLE` line; more is a broken peer.
-const MAX_PENDING_FDS: usize = 4;
 
 /// `type` of a `NODE_HANDLE` message: what kind of handle the fd is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +51,8 @@ impl HandleType {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The `type` field's value, if it names a handle type we know.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "net.Native" => Some(HandleType::NetNative),
             "dgram.Native" => Some(HandleType::DgramNative),
@@ -119,9 +118,8 @@ pub struct Channel {
     fd: OwnedFd,
     /// Who is at the other end, for the wire trace (`worker 1`, `primary`).
     peer: String,
-    rbuf: Vec<u8>,
-    /// fds received whose `NODE_HANDLE` line has not arrived yet.
-    pending_fds: VecDeque<OwnedFd>,
+    /// Bytes and fds waiting to become complete lines.
+    decoder: Decoder,
     out: VecDeque<Outgoing>,
     /// `_handleQueue`: everything sent after a handle, until the peer ACKs it.
     held: VecDeque<Held>,
@@ -142,8 +140,7 @@ impl Channel {
         Ok(Self {
             fd,
             peer: peer.to_string(),
-            rbuf: Vec::new(),
-            pending_fds: VecDeque::new(),
+            decoder: Decoder::new(),
             out: VecDeque::new(),
             held: VecDeque::new(),
             awaiting_ack: false,
@@ -279,7 +276,9 @@ impl Channel {
 
     // ANCHOR: read
     /// Read what is there and return the complete messages, in order. `Ok(None)` means the
-    /// peer closed the channel cleanly (EOF on a line boundary).
+    /// peer closed the channel cleanly (EOF on a line boundary). The channel layer's own
+    /// messages are handled here: a `NODE_HANDLE` is ACKed (or NACKed when no fd came) before
+    /// anyone sees it, and an ACK/NACK releases what we held back.
     pub fn read(&mut self) -> Result<Option<Vec<Incoming>>, ChannelError> {
         let mut buf = [0u8; 64 * 1024];
         let got = match sys::recvmsg(self.fd.as_fd(), &mut buf) {
@@ -296,88 +295,50 @@ impl Channel {
                 });
             }
         };
-        self.pending_fds.extend(got.fds);
-        if self.pending_fds.len() > MAX_PENDING_FDS {
-            return Err(ChannelError::StrayFds);
-        }
         if got.len == 0 {
             self.closed = true;
-            return match self.rbuf.is_empty() {
-                true => Ok(None),
-                false => Err(ChannelError::ClosedMidLine),
-            };
+            return self.decoder.finish().map(|()| None);
         }
-        self.rbuf.extend_from_slice(&buf[..got.len]);
-        let messages = self.take_lines()?;
-        if self.rbuf.len() > MAX_LINE {
-            return Err(ChannelError::LineTooLong);
+        let had_fd = !got.fds.is_empty() || self.decoder.has_pending_fd();
+        let frames = self.decoder.push(&buf[..got.len], got.fds)?;
+        let mut messages = Vec::new();
+        for (line, frame) in frames {
+            self.record(
+                false,
+                &line,
+                had_fd && matches!(frame, Frame::Handle { .. }),
+            );
+            messages.extend(self.on_frame(frame));
         }
         Ok(Some(messages))
     }
     // ANCHOR_END: read
 
-    /// Split off every complete line and turn it into a message.
-    fn take_lines(&mut self) -> Result<Vec<Incoming>, ChannelError> {
-        let mut messages = Vec::new();
-        while let Some(nl) = self.rbuf.iter().position(|&b| b == b'\n') {
-            if nl > MAX_LINE {
-                return Err(ChannelError::LineTooLong);
-            }
-            let line: Vec<u8> = self.rbuf.drain(..=nl).collect();
-            let has_fd = !self.pending_fds.is_empty();
-            self.record(false, &String::from_utf8_lossy(&line[..nl]), has_fd);
-            let msg: Value =
-                serde_json::from_slice(&line[..nl]).map_err(|_| ChannelError::NotJson {
-                    excerpt: excerpt(&line[..nl]),
-                })?;
-            if let Some(m) = self.on_message(msg)? {
-                messages.push(m);
-            }
-        }
-        Ok(messages)
-    }
-
-    /// What the channel layer itself handles: `NODE_HANDLE` (ACK or NACK it, attach the fd)
-    /// and `NODE_HANDLE_ACK`/`NACK` (release held messages). Everything else passes up.
-    fn on_message(&mut self, msg: Value) -> Result<Option<Incoming>, ChannelError> {
-        match msg.get("cmd").and_then(Value::as_str) {
-            Some("NODE_HANDLE_ACK") | Some("NODE_HANDLE_NACK") => {
+    fn on_frame(&mut self, frame: Frame) -> Option<Incoming> {
+        match frame {
+            Frame::HandleAnswered => {
                 self.release_held();
-                Ok(None)
+                None
             }
-            Some("NODE_HANDLE") => {
-                let ty_name = msg.get("type").and_then(Value::as_str).unwrap_or("");
-                let ty = HandleType::parse(ty_name)
-                    .ok_or_else(|| ChannelError::UnknownHandleType(ty_name.to_string()))?;
-                let Some(fd) = self.pending_fds.pop_front() else {
-                    self.send(json!({"cmd": "NODE_HANDLE_NACK"}));
-                    return Ok(None);
-                };
+            Frame::Handle { fd: None, .. } => {
+                self.send(json!({"cmd": "NODE_HANDLE_NACK"}));
+                None
+            }
+            Frame::Handle { ty, msg, fd } => {
                 self.send(json!({"cmd": "NODE_HANDLE_ACK"}));
-                let inner = msg.get("msg").cloned().unwrap_or(Value::Null);
-                Ok(Some(Incoming {
-                    msg: inner,
-                    fd: Some(fd),
+                Some(Incoming {
+                    msg,
+                    fd,
                     handle_type: Some(ty),
-                }))
+                })
             }
-            _ => Ok(Some(Incoming {
+            Frame::Message(msg) => Some(Incoming {
                 msg,
                 fd: None,
                 handle_type: None,
-            })),
+            }),
         }
     }
-}
-
-/// The first 60 characters of a bad line, for an error message.
-fn excerpt(line: &[u8]) -> String {
-    let s = String::from_utf8_lossy(line);
-    let mut e: String = s.chars().take(60).collect();
-    if s.chars().count() > 60 {
-        e.push_str("...");
-    }
-    format!("{e:?}")
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod channel;
 pub mod chapter;
 pub mod cluster;
 pub mod errors;
+pub mod framing;
 pub mod http;
 pub mod lab;
 pub mod net;
