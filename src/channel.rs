@@ -125,6 +125,8 @@ pub struct Channel {
     held: VecDeque<Held>,
     awaiting_ack: bool,
     closed: bool,
+    /// Things the peer did that the channel dealt with but someone should hear about.
+    warnings: Vec<String>,
     /// Where to record what goes by, if anyone asked (`me` is this end's name).
     recorder: Option<(WireLog, String)>,
 }
@@ -146,6 +148,7 @@ impl Channel {
             awaiting_ack: false,
             closed: false,
             recorder: None,
+            warnings: Vec::new(),
         })
     }
 
@@ -173,6 +176,11 @@ impl Channel {
     /// Whether the peer is gone (EOF or a failed write).
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// What the peer did wrong that the channel handled itself (since the last call).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Whether there are bytes waiting for the socket to become writable.
@@ -321,6 +329,8 @@ impl Channel {
                 None
             }
             Frame::Handle { fd: None, .. } => {
+                self.warnings
+                    .push("sent a NODE_HANDLE without a file descriptor; answered NACK".into());
                 self.send(json!({"cmd": "NODE_HANDLE_NACK"}));
                 None
             }

@@ -365,6 +365,9 @@ impl Primary {
         }
         match ch.read() {
             Ok(Some(messages)) => {
+                for what in ch.take_warnings() {
+                    self.report(id, &format!("worker {id} {what}"));
+                }
                 for m in messages {
                     self.on_message(id, m);
                 }
@@ -385,9 +388,12 @@ impl Primary {
     /// A worker broke the protocol: report which one and what, and drop it. (Node would
     /// throw in the primary; a teaching tool should keep serving the others.)
     fn on_protocol_error(&mut self, id: u32, e: &ChannelError) {
-        let what = format!("worker {id} {e}; dropping it");
-        trace::problem(&what);
-        self.events.push_back(Event::Problem { id, what });
+        self.drop_worker(id, &format!("worker {id} {e}; dropping it"));
+    }
+
+    /// Report, then kill the worker and forget it at once (its exit is reaped later).
+    fn drop_worker(&mut self, id: u32, what: &str) {
+        self.report(id, what);
         if let Some(w) = self.workers.get(&id) {
             sys::kill(w.pid, nix::sys::signal::Signal::SIGKILL);
         }
@@ -464,7 +470,11 @@ impl Primary {
             return;
         }
         if !utils::is_cluster(&msg) {
-            return;
+            let cmd = msg.get("cmd").and_then(Value::as_str).unwrap_or("");
+            return self.report(
+                id,
+                &format!("worker {id} sent an unknown cmd {cmd:?}; ignored"),
+            );
         }
         if let Some(ack) = utils::ack_of(&msg) {
             return self.on_reply(id, ack, &msg);
@@ -475,8 +485,23 @@ impl Primary {
             Some("listening") => self.listening(id, &msg),
             Some("close") => self.close(id, &msg),
             Some("exitedAfterDisconnect") => self.exited_after_disconnect(id, &msg),
-            _ => {}
+            other => {
+                let act = other.unwrap_or("(none)");
+                self.report(
+                    id,
+                    &format!("worker {id} sent an unknown act {act:?}; ignored"),
+                );
+            }
         }
+    }
+
+    /// Something a worker did wrong that the primary survives: say so (trace and event).
+    fn report(&mut self, id: u32, what: &str) {
+        trace::problem(what);
+        self.events.push_back(Event::Problem {
+            id,
+            what: what.to_string(),
+        });
     }
     // ANCHOR_END: onmessage
 
@@ -521,11 +546,8 @@ impl Primary {
             return;
         }
         let Some(q) = Query::parse(msg) else {
-            let what = format!(
-                "worker {id} sent a queryServer without a valid port or addressType; ignored"
-            );
-            trace::problem(&what);
-            return self.events.push_back(Event::Problem { id, what });
+            let what = "sent a queryServer without a valid port or addressType; ignored";
+            return self.report(id, &format!("worker {id} {what}"));
         };
         let key = q.key();
         trace::step(&format!("queryServer from worker {id}: key {key}"));
@@ -564,12 +586,7 @@ impl Primary {
         if handle.contains(id) {
             // Node asserts here and the primary dies; we drop the one worker instead.
             let what = format!("worker {id} asked twice for the same key {key}; dropping it");
-            trace::problem(&what);
-            self.events.push_back(Event::Problem { id, what });
-            if let Some(w) = self.workers.get(&id) {
-                sys::kill(w.pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            return self.on_disconnect(id);
+            return self.drop_worker(id, &what);
         }
         match handle {
             Handle::RoundRobin(rr) => {
@@ -662,17 +679,13 @@ impl Primary {
     /// A reply: today only `newconn`'s `{accepted}` has a callback in the primary.
     fn on_reply(&mut self, id: u32, ack: u64, msg: &Value) {
         let Some(cb) = self.callbacks.remove(&ack) else {
-            let what =
-                format!("worker {id} sent a reply (ack {ack}) that matches no request; ignored");
-            trace::problem(&what);
-            return self.events.push_back(Event::Problem { id, what });
+            let what = format!("sent a reply (ack {ack}) that matches no request; ignored");
+            return self.report(id, &format!("worker {id} {what}"));
         };
         if cb.worker != id {
             self.callbacks.insert(ack, cb);
-            let what =
-                format!("worker {id} acknowledged another worker's message (ack {ack}); ignored");
-            trace::problem(&what);
-            return self.events.push_back(Event::Problem { id, what });
+            let what = format!("acknowledged another worker's message (ack {ack}); ignored");
+            return self.report(id, &format!("worker {id} {what}"));
         }
         let accepted = msg
             .get("accepted")

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""A worker that misbehaves on purpose, to test the primary against hostile channel input.
+
+    cluster-walkthrough lab ... --exec-workers 2 --exec python3 tests/fake_worker.py CASE
+
+It speaks just enough of Node's protocol (online, queryServer, NODE_HANDLE_ACK, accepted) to
+be a round-robin worker, after first doing CASE: something a broken or hostile peer might send.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+CASE = sys.argv[1] if len(sys.argv) > 1 else "none"
+chan = socket.socket(fileno=int(os.environ["NODE_CHANNEL_FD"]))
+seq = 0
+
+
+def send(msg, fds=()):
+    line = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+    if fds:
+        socket.send_fds(chan, [line], list(fds))
+    else:
+        chan.sendall(line)
+
+
+def cluster(**fields):
+    global seq
+    msg = {"cmd": "NODE_CLUSTER", **fields, "seq": seq}
+    seq += 1
+    send(msg)
+    return msg["seq"]
+
+
+def misbehave():
+    """Do CASE. Returns False when there is nothing more to do (the primary drops us)."""
+    if CASE == "not-json":
+        chan.sendall(b"hello, this is not json\n")
+    elif CASE == "unknown-act":
+        cluster(act="frobnicate")
+    elif CASE == "unknown-cmd":
+        send({"cmd": "NODE_SOMETHING_ELSE"})
+    elif CASE == "stray-ack":
+        cluster(ack=99999, accepted=True)
+    elif CASE == "handle-without-fd":
+        send({"cmd": "NODE_HANDLE", "type": "net.Native", "msg": {"cmd": "NODE_CLUSTER", "act": "x"}})
+    elif CASE == "stray-fds":
+        r, w = os.pipe()
+        for _ in range(6):
+            send({"hello": "a user message, with an fd it should not have"}, fds=[r])
+    elif CASE == "huge-line":
+        send({"cmd": "NODE_CLUSTER", "act": "x", "pad": "y" * (3 << 20)})
+    elif CASE == "endless-line":
+        chan.sendall(b'{"cmd":"' + b"z" * (2 << 20))
+    elif CASE == "mid-line-close":
+        chan.sendall(b'{"cmd":"NODE_CLUS')
+        os._exit(0)
+    else:
+        return True
+    return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd")
+
+
+def serve(fd):
+    conn = socket.socket(fileno=fd)
+    conn.setblocking(True)
+    conn.settimeout(2)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        body = f"worker {os.environ.get('NODE_UNIQUE_ID', '?')} (fake)\n"
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+    except OSError:
+        pass
+    conn.close()
+
+
+def main():
+    deadline = time.monotonic() + 20
+    cluster(act="online")
+    if not misbehave():
+        time.sleep(20)  # the primary should drop (kill) us long before this
+        return
+    query = dict(act="queryServer", index=0, data=None, address=os.environ.get("HOST", "127.0.0.1"),
+                 port=int(os.environ.get("PORT", "0")), addressType=4, flags=0, backlog=0)
+    asked = cluster(**query)
+    buf = b""
+    while time.monotonic() < deadline:
+        chan.settimeout(1)
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(chan, 65536, 4)
+        except socket.timeout:
+            continue
+        if not data:
+            return  # the primary is gone: exit 0, as a Node worker does
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if msg.get("cmd") == "NODE_HANDLE":
+                send({"cmd": "NODE_HANDLE_ACK"})
+                inner = msg["msg"]
+                cluster(ack=inner["seq"], accepted=True)
+                serve(fds.pop(0))
+            elif msg.get("ack") == asked:
+                cluster(**{**query, "act": "listening", "port": msg["sockname"]["port"]})
+            elif msg.get("act") == "disconnect":
+                return
+
+
+main()

@@ -1,0 +1,154 @@
+//! Nothing a peer sends may crash the primary: a fake worker (tests/fake_worker.py) misbehaves
+//! in one way per case; the primary says which worker did what, drops or ignores it as the
+//! case deserves, and the other workers keep serving.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
+
+fn python() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: `python3` is not installed (it runs the fake worker)");
+    }
+    ok
+}
+
+/// Three workers, the second one fake, six connections. Returns the summary.
+fn with_fake_worker(case: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_worker.py");
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "lab",
+        "--json",
+        "--workers",
+        "3",
+        "--connections",
+        "6",
+        "--exec-workers",
+        "2",
+    ])
+    .arg("--exec")
+    .arg("python3")
+    .arg(script)
+    .arg(case);
+    let run = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{case}: {}", run.stderr);
+    let last = run.stdout.lines().last().expect("a summary");
+    let v: Value = serde_json::from_str(last).expect("JSON");
+    v["summary"].clone()
+}
+
+fn problems(s: &Value) -> Vec<String> {
+    s["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect()
+}
+
+fn answered(s: &Value) -> Vec<Option<u64>> {
+    s["answered_by"]
+        .as_array()
+        .expect("answers")
+        .iter()
+        .map(Value::as_u64)
+        .collect()
+}
+
+/// The fake worker was dropped: the others served everything, in turn.
+fn assert_dropped(case: &str, expect: &str) {
+    if !python() {
+        return;
+    }
+    let s = with_fake_worker(case);
+    let p = problems(&s);
+    assert_eq!(p.len(), 1, "{case}: {p:?}");
+    assert!(
+        p[0].starts_with("worker 2 ") && p[0].contains(expect),
+        "{case}: {p:?}"
+    );
+    let rotation: Vec<Option<u64>> = [1, 3, 1, 3, 1, 3].into_iter().map(Some).collect();
+    assert_eq!(answered(&s), rotation, "{case}");
+}
+
+/// The fake worker's mistake was reported and ignored: it stays in the rotation.
+fn assert_ignored(case: &str, expect: &str) {
+    if !python() {
+        return;
+    }
+    let s = with_fake_worker(case);
+    let p = problems(&s);
+    assert_eq!(p.len(), 1, "{case}: {p:?}");
+    assert!(
+        p[0].starts_with("worker 2 ") && p[0].contains(expect),
+        "{case}: {p:?}"
+    );
+    let rotation: Vec<Option<u64>> = [1, 2, 3, 1, 2, 3].into_iter().map(Some).collect();
+    assert_eq!(answered(&s), rotation, "{case}");
+}
+
+#[test]
+fn a_line_that_is_not_json() {
+    assert_dropped(
+        "not-json",
+        "sent a line that is not JSON: \"hello, this is not json\"",
+    );
+}
+
+#[test]
+fn an_unknown_act() {
+    assert_ignored("unknown-act", "unknown act \"frobnicate\"");
+}
+
+#[test]
+fn an_unknown_internal_cmd() {
+    assert_ignored("unknown-cmd", "unknown cmd \"NODE_SOMETHING_ELSE\"");
+}
+
+#[test]
+fn a_reply_whose_ack_matches_nothing() {
+    assert_ignored("stray-ack", "(ack 99999) that matches no request");
+}
+
+#[test]
+fn a_node_handle_without_an_fd() {
+    assert_ignored(
+        "handle-without-fd",
+        "NODE_HANDLE without a file descriptor; answered NACK",
+    );
+}
+
+#[test]
+fn fds_without_node_handle_lines() {
+    assert_dropped("stray-fds", "file descriptors without NODE_HANDLE lines");
+}
+
+#[test]
+fn a_line_of_several_megabytes() {
+    assert_dropped("huge-line", "a line longer than 1048576 bytes");
+}
+
+#[test]
+fn a_line_that_never_ends() {
+    assert_dropped("endless-line", "a line longer than 1048576 bytes");
+}
+
+#[test]
+fn closing_in_the_middle_of_a_line() {
+    assert_dropped(
+        "mid-line-close",
+        "closed the channel in the middle of a line",
+    );
+}
