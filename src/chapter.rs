@@ -159,6 +159,13 @@ pub fn wait_with_limit(mut child: Child, limit: Duration) -> Result<ExitStatus, 
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ok(status),
+            Ok(None) if crate::sys::interrupted() => {
+                // Ctrl-C (with our handler installed): stop the helper too, and report.
+                let _ = child.kill();
+                return child
+                    .wait()
+                    .map_err(|e| ChapterError::io("wait for a helper", e));
+            }
             Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
                 let _ = child.kill();

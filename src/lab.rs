@@ -157,6 +157,8 @@ pub enum LabError {
     StartTimeout(u32),
     #[error("no worker is listening, so there is nothing to connect to")]
     NobodyListening,
+    #[error("interrupted; every worker was stopped")]
+    Interrupted,
 }
 
 /// The worker's part of the configuration, handed over in [`WORKER_ENV`].
@@ -454,7 +456,7 @@ impl Lab {
             if done(&self.out, &self.primary) {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || sys::interrupted() {
                 return false;
             }
             self.primary.poll(&[], Duration::from_millis(20));
@@ -491,6 +493,7 @@ impl Lab {
     /// Wait until a worker said it is ready (ours), has listened `servers` times (a foreign
     /// worker, which does not speak the lab's messages), or has exited.
     fn wait_settled(&mut self, id: u32, servers: usize) -> Result<(), LabError> {
+        interrupted()?;
         let ok = self.pump_until(Duration::from_secs(10), |o, _| {
             o.records.get(&id).is_some_and(|r| {
                 r.settled || (r.foreign && r.ports.len() >= servers && servers > 0)
@@ -519,6 +522,7 @@ impl Lab {
             args.connections
         ));
         for n in 1..=args.connections {
+            interrupted()?;
             if let (Some(id), Some(after)) = (args.kill_worker, args.after)
                 && after == n - 1
             {
@@ -646,10 +650,27 @@ impl Lab {
             Duration::from_secs(secs)
         };
         let deadline = Instant::now() + limit;
+        // For the reliability tests only: prove that a primary that panics takes its
+        // workers with it (Drop kills and reaps them; the kernel's parent-death signal backs
+        // that up).
+        if std::env::var_os("CLUSTER_WALKTHROUGH_TEST_PANIC").is_some() {
+            panic!("CLUSTER_WALKTHROUGH_TEST_PANIC is set");
+        }
         while Instant::now() < deadline && !sys::interrupted() && self.primary.has_workers() {
             self.primary.poll(&[], Duration::from_millis(100));
             self.drain();
         }
+        if sys::interrupted() {
+            trace::step("interrupted: stopping the workers");
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM arrived (only once the handler is installed: `lab::main`).
+fn interrupted() -> Result<(), LabError> {
+    match sys::interrupted() {
+        true => Err(LabError::Interrupted),
+        false => Ok(()),
     }
 }
 
@@ -725,6 +746,10 @@ pub fn main(args: &LabArgs) -> ExitCode {
                 }
                 None => ExitCode::SUCCESS,
             }
+        }
+        Err(LabError::Interrupted) => {
+            eprintln!("interrupted; every worker was stopped");
+            ExitCode::from(130)
         }
         Err(e) => {
             eprintln!("error: {e}");

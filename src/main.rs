@@ -158,6 +158,9 @@ fn list() -> ExitCode {
 /// Each chapter runs as its own process (`<this program> chapter N`), as a reader would run
 /// it; a chapter that fails or hangs stops the tour with a clear line.
 fn tour(port: u16) -> ExitCode {
+    // Ctrl-C reaches the chapter and its workers too (one process group); we only wait for
+    // them to go and say so in one line.
+    cluster_walkthrough::sys::install_interrupt_handler();
     // A port of the user's that is taken fails here, once, not in every chapter.
     if let Err(e) = (Ctx { port }).pick_port() {
         eprintln!("error: {e}");
@@ -180,6 +183,10 @@ fn tour(port: u16) -> ExitCode {
             .spawn()
             .map_err(|e| chapter::ChapterError::io("start a chapter", e))
             .and_then(|child| chapter::wait_with_limit(child, Duration::from_secs(120)));
+        if cluster_walkthrough::sys::interrupted() {
+            eprintln!("tour interrupted");
+            return ExitCode::from(130);
+        }
         match status {
             Ok(s) if s.success() => {}
             Ok(s) => {

@@ -372,12 +372,13 @@ pub fn borrow(fd: &impl AsFd) -> BorrowedFd<'_> {
 }
 
 /// Runs in a freshly forked worker, between `fork` and `exec`: put the channel on `target`
-/// (Node's fd 3) without `FD_CLOEXEC`, and ask the kernel to kill us if the primary dies (a
-/// backstop for the channel EOF that normally ends a worker).
+/// (Node's fd 3) without `FD_CLOEXEC`, let no other fd through the exec, and ask the kernel
+/// to kill us if the primary dies (a backstop for the channel EOF that normally ends a worker).
 ///
 /// Only async-signal-safe calls are allowed here.
 pub fn prepare_worker_child(channel: RawFd, target: RawFd, parent: u32) -> std::io::Result<()> {
-    // SAFETY: dup2/fcntl/prctl/getppid are async-signal-safe and take plain integers.
+    // SAFETY: dup2, fcntl, close_range, prctl and getppid are async-signal-safe syscalls
+    // that take plain integers.
     unsafe {
         if channel == target {
             if libc::fcntl(target, libc::F_SETFD, 0) == -1 {
@@ -386,6 +387,15 @@ pub fn prepare_worker_child(channel: RawFd, target: RawFd, parent: u32) -> std::
         } else if libc::dup2(channel, target) == -1 {
             return Err(std::io::Error::last_os_error());
         }
+        // Nothing but stdio and the channel may reach the worker, not even fds our own parent
+        // forgot to mark close-on-exec: mark everything above the channel (Linux >= 5.11;
+        // older kernels just skip this).
+        let _ = libc::syscall(
+            libc::SYS_close_range,
+            target + 1,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
             return Err(std::io::Error::last_os_error());
         }

@@ -200,7 +200,7 @@ impl Primary {
         let channel_fd = theirs.as_raw_fd();
         let parent = std::process::id();
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // calls (dup2, fcntl, prctl, getppid); see sys::prepare_worker_child.
+        // calls (dup2, fcntl, close_range, prctl, getppid); see sys::prepare_worker_child.
         unsafe {
             cmd.pre_exec(move || sys::prepare_worker_child(channel_fd, 3, parent));
         }

@@ -1,0 +1,294 @@
+//! Nothing is left behind: workers end with their primary however it ends, the primary's fd
+//! count does not grow, a worker holds only stdio and its channel, and Ctrl-C stops it all.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
+
+/// A `lab --json --serve` run, read line by line as it goes; killed and reaped on drop.
+struct Serving {
+    child: Child,
+    lines: Receiver<Value>,
+    primary: u32,
+    workers: Vec<u32>,
+    target: String,
+}
+
+impl Serving {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Serving {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["lab", "--json", "--serve"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0);
+        let mut child = cmd.spawn().expect("the lab starts");
+        let out = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let mut s = Serving {
+            child,
+            lines: rx,
+            primary: 0,
+            workers: Vec::new(),
+            target: String::new(),
+        };
+        s.read_until(|v, s| {
+            let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+            let who = v["process"].as_str().unwrap_or("");
+            if who == "primary" {
+                s.primary = pid;
+            } else if who.starts_with("worker ") && !s.workers.contains(&pid) {
+                s.workers.push(pid);
+            }
+            let text = v["text"].as_str().unwrap_or("");
+            if let Some(at) = text.find("http://") {
+                let rest = &text[at + 7..];
+                s.target = rest[..rest.find('/').unwrap_or(rest.len())].to_string();
+                return true;
+            }
+            false
+        });
+        s
+    }
+
+    /// Read events until `stop` says so (at most 10 s).
+    fn read_until(&mut self, mut stop: impl FnMut(&Value, &mut Serving) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(v) = self.lines.recv_timeout(Duration::from_millis(100))
+                && stop(&v, self)
+            {
+                return;
+            }
+        }
+        panic!("the lab did not get there within 10 s");
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// Running: the process exists and is not a zombie (an exited child waiting for its reaper).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+fn fds(pid: u32) -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+fn all_gone_within(pids: &[u32], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if !pids.iter().any(|&p| running(p)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn get(target: &str) -> String {
+    let addr = target.parse().expect("an address");
+    cluster_walkthrough::http::get(addr, Duration::from_secs(2)).unwrap_or_default()
+}
+
+#[test]
+fn no_orphans_whichever_way_the_primary_ends() {
+    for how in ["SIGINT", "SIGTERM", "SIGKILL", "panic"] {
+        let env: &[(&str, &str)] = match how {
+            "panic" => &[("CLUSTER_WALKTHROUGH_TEST_PANIC", "1")],
+            _ => &[],
+        };
+        let mut s = Serving::start(&["--workers", "3"], env);
+        assert_eq!(s.workers.len(), 3, "{how}: three workers started");
+        let signal = match how {
+            "SIGINT" => Some(Signal::SIGINT),
+            "SIGTERM" => Some(Signal::SIGTERM),
+            "SIGKILL" => Some(Signal::SIGKILL),
+            _ => None,
+        };
+        if let Some(sig) = signal {
+            kill(Pid::from_raw(s.primary as i32), sig).expect("signal the primary");
+        }
+        assert!(
+            s.wait_exit(Duration::from_secs(5)).is_some(),
+            "{how}: the primary exits"
+        );
+        assert!(
+            all_gone_within(&s.workers, Duration::from_secs(1)),
+            "{how}: every worker is gone within a second"
+        );
+    }
+}
+
+#[test]
+fn the_primary_does_not_leak_fds() {
+    let mut s = Serving::start(&["--workers", "2"], &[]);
+    let before = fds(s.primary);
+    for _ in 0..10_000 {
+        assert!(
+            get(&s.target).contains("worker "),
+            "every request is answered"
+        );
+    }
+    assert_eq!(
+        fds(s.primary),
+        before,
+        "same fds after 10,000 round-robin connections"
+    );
+
+    // A worker goes: exactly its channel goes with it.
+    let victim = s.workers[1];
+    kill(Pid::from_raw(victim as i32), Signal::SIGKILL).expect("kill a worker");
+    s.read_until(|v, _| {
+        v["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("exited (signal SIGKILL)"))
+    });
+    assert_eq!(
+        fds(s.primary).len(),
+        before.len() - 1,
+        "the dead worker's channel is closed"
+    );
+    assert!(
+        get(&s.target).contains("worker 1"),
+        "the other worker still serves"
+    );
+    kill(Pid::from_raw(s.primary as i32), Signal::SIGTERM).expect("stop");
+    assert!(
+        s.wait_exit(Duration::from_secs(5))
+            .is_some_and(|st| st.success())
+    );
+}
+
+#[test]
+fn a_worker_holds_only_stdio_and_its_channel() {
+    let s = Serving::start(&["--workers", "2"], &[]);
+    for &w in &s.workers {
+        assert_eq!(
+            fds(w),
+            vec![0, 1, 2, 3],
+            "round robin: worker {w} has no socket of its own"
+        );
+    }
+    drop(s);
+    let s = Serving::start(&["--workers", "2", "--policy", "none"], &[]);
+    for &w in &s.workers {
+        assert_eq!(
+            fds(w),
+            vec![0, 1, 2, 3, 4],
+            "SCHED_NONE: plus the shared socket"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_during_the_tour_stops_everything() {
+    let mut cmd = Command::new(BIN);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().expect("the tour starts");
+    std::thread::sleep(Duration::from_millis(60));
+    let group = Pid::from_raw(child.id() as i32);
+    let _ = killpg(group, Signal::SIGINT); // what a terminal does on Ctrl-C
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the tour stops within 5 s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Either it had finished already, or it says so in one line and exits 130.
+    if !status.success() {
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .expect("piped")
+            .read_to_string(&mut err)
+            .expect("stderr");
+        assert_eq!(status.code(), Some(130), "stderr: {err}");
+        assert_eq!(err.trim(), "tour interrupted");
+    }
+    let left = group_members(child.id());
+    assert!(
+        all_gone_within(&left, Duration::from_secs(1)),
+        "nothing of the tour remains: {left:?}"
+    );
+}
+
+/// Every process whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if fields.get(2) == Some(&pgid.to_string().as_str()) {
+            v.push(pid);
+        }
+    }
+    v
+}
