@@ -22,6 +22,7 @@ pub mod framing;
 pub mod http;
 pub mod lab;
 pub mod net;
+pub mod os_models;
 pub mod picture;
 pub mod sys;
 pub mod tcp_wrap;
