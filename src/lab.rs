@@ -1086,7 +1086,7 @@ impl LabWorker {
                 let Some(fd) = server.listening_fd() else {
                     return;
                 };
-                while let Ok(Some(conn)) = sys::accept4(fd, false) {
+                while let Ok(Some(conn)) = sys::accept4(fd, true) {
                     trace::step(&format!(
                         "{}: accepted a connection itself (fd {})",
                         server.name,
@@ -1098,7 +1098,7 @@ impl LabWorker {
             Slot::Udp(Some(fd)) => {
                 let mut buf = [0u8; 512];
                 while let Ok((_, Some(from))) = sys::recv_from(fd.as_fd(), &mut buf) {
-                    trace::step("datagram from the client: answering");
+                    trace::step("datagram from the client: answering with sendmsg");
                     let _ =
                         sys::send_to(fd.as_fd(), http::body(self.id(), self.pid).as_bytes(), from);
                     if let Some(rt) = self.rt.as_mut() {

@@ -211,12 +211,29 @@ pub fn sendmsg_with_fd(chan: BorrowedFd<'_>, bytes: &[u8], fd: RawFd) -> Result<
     let iov = [IoSlice::new(bytes)];
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    loop {
+    let call = format!(
+        "sendmsg({}, [{} bytes], SCM_RIGHTS [{fd}])",
+        chan.as_raw_fd(),
+        bytes.len()
+    );
+    // Printed before the call: once it returns, the receiver may already be printing what it
+    // got, and its line must come after ours. A result other than "all of it" gets a line too.
+    trace::syscall(&call, &bytes.len().to_string());
+    let res = loop {
         match socket::sendmsg::<()>(chan.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
             Err(Errno::EINTR) => continue,
-            other => return other,
+            other => break other,
         }
+    };
+    match &res {
+        Ok(n) if *n == bytes.len() => {}
+        Ok(n) => trace::syscall(
+            &call,
+            &format!("{n} (short: the rest follows without the fd)"),
+        ),
+        Err(e) => trace::syscall(&call, &errno_result(*e)),
     }
+    res
 }
 
 /// A plain `write` of channel bytes (`send` with `MSG_NOSIGNAL`, so a dead peer gives
@@ -260,6 +277,13 @@ pub fn recvmsg(chan: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> 
             fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
         }
     }
+    if !fds.is_empty() {
+        // Only the reads that bring an fd are worth a line: the same socket, a new number.
+        let got: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
+        let call = format!("recvmsg({}, MSG_CMSG_CLOEXEC)", chan.as_raw_fd());
+        let shown = format!("{} + SCM_RIGHTS [{}]", msg.bytes, got.join(", "));
+        trace::syscall(&call, &shown);
+    }
     Ok(Received {
         len: msg.bytes,
         fds,
@@ -288,28 +312,36 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
 }
 
 /// `recvfrom(2)` on a UDP socket.
+/// A datagram and who sent it, read with `recvmsg(2)` as libuv's `uv__udp_recvmsg` does.
 pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<SocketAddr>), Errno> {
-    let (n, from) = socket::recvfrom::<SockaddrStorage>(fd.as_raw_fd(), buf)?;
-    let from = from.and_then(|s| {
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg =
+        socket::recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, None, MsgFlags::empty())?;
+    let from = msg.address.and_then(|s| {
         s.as_sockaddr_in()
             .map(|a| SocketAddr::V4((*a).into()))
             .or_else(|| s.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into())))
     });
-    Ok((n, from))
+    let shown = match from {
+        Some(a) => format!("{} from {}", msg.bytes, show_addr(a)),
+        None => msg.bytes.to_string(),
+    };
+    trace::syscall(&format!("recvmsg({})", fd.as_raw_fd()), &shown);
+    Ok((msg.bytes, from))
 }
 
-/// `sendto(2)` on a UDP socket.
+/// A datagram to `to`, with `sendmsg(2)` as libuv's `uv__udp_sendmsg` does.
 pub fn send_to(fd: BorrowedFd<'_>, buf: &[u8], to: SocketAddr) -> Result<usize, Errno> {
+    let iov = [IoSlice::new(buf)];
     match to {
         SocketAddr::V4(a) => {
-            socket::sendto(fd.as_raw_fd(), buf, &SockaddrIn::from(a), MsgFlags::empty())
+            let addr = SockaddrIn::from(a);
+            socket::sendmsg(fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&addr))
         }
-        SocketAddr::V6(a) => socket::sendto(
-            fd.as_raw_fd(),
-            buf,
-            &SockaddrIn6::from(a),
-            MsgFlags::empty(),
-        ),
+        SocketAddr::V6(a) => {
+            let addr = SockaddrIn6::from(a);
+            socket::sendmsg(fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&addr))
+        }
     }
 }
 

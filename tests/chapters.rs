@@ -65,6 +65,11 @@ fn ch06_shared_handle_and_udp() {
         r"(?m)^worker \d+ +(server 1: accepted a connection itself|datagram from the client).*\n",
         "[ACCEPT]\n",
     );
+    // ...and the syscalls of whichever worker won.
+    s.add_filter(
+        r"(?m)^worker \d+ +(accept4\(|recvmsg\(\d+\) = ).*\n",
+        "[SYSCALL]\n",
+    );
     s.bind(|| insta::assert_snapshot!("ch06_shared_handle", out));
 }
 
