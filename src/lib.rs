@@ -13,6 +13,7 @@
 //! | [`cluster`] | `lib/cluster.js`, `lib/internal/cluster/*` |
 //! | [`sys`] | the syscalls libuv makes |
 
+pub mod bench;
 pub mod book;
 pub mod channel;
 pub mod chapter;

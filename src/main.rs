@@ -33,9 +33,11 @@ mod ch08;
 mod ch09;
 #[path = "../chapters/ch10_against_node.rs"]
 mod ch10;
+#[path = "../chapters/ch11_cost.rs"]
+mod ch11;
 
 /// Every chapter, in reading order.
-fn chapters() -> [&'static Chapter; 11] {
+fn chapters() -> [&'static Chapter; 12] {
     [
         &ch00::CHAPTER,
         &ch01::CHAPTER,
@@ -48,6 +50,7 @@ fn chapters() -> [&'static Chapter; 11] {
         &ch08::CHAPTER,
         &ch09::CHAPTER,
         &ch10::CHAPTER,
+        &ch11::CHAPTER,
     ]
 }
 
@@ -82,6 +85,8 @@ enum Cmd {
     },
     /// A primary with N workers and every knob Node has
     Lab(lab::LabArgs),
+    /// Measure what each strategy costs (build with --release)
+    Bench(cluster_walkthrough::bench::BenchArgs),
     /// Build the HTML book and print the path of its index.html
     Book {
         /// Where to write the book (default: book/build)
@@ -100,7 +105,7 @@ fn main() -> ExitCode {
         return run_role();
     }
     let cli = Cli::parse();
-    if !matches!(cli.command, Some(Cmd::Lab(_))) {
+    if !matches!(cli.command, Some(Cmd::Lab(_) | Cmd::Bench(_))) {
         trace::init(trace::Format::Text, true, false);
     }
     match cli.command.unwrap_or(Cmd::Tour { port: 0 }) {
@@ -117,6 +122,7 @@ fn main() -> ExitCode {
         },
         Cmd::Book { out } => build_book(out),
         Cmd::Lab(args) => lab::main(&args),
+        Cmd::Bench(args) => cluster_walkthrough::bench::main(&args),
     }
 }
 

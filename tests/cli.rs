@@ -27,7 +27,7 @@ fn one_line_error(r: &common::Run, what: &str) {
 fn the_tour_runs_every_chapter_to_the_end() {
     let r = run(&[]);
     assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
-    for n in 0..=10 {
+    for n in 0..=11 {
         assert!(
             r.stdout.contains(&format!("Chapter {n} · ")),
             "chapter {n} missing"
@@ -43,7 +43,7 @@ fn list_shows_every_chapter_and_its_command() {
     let r = run(&["list"]);
     assert_eq!(r.code, Some(0));
     assert!(r.stdout.contains("cargo run --bin ch05-round-robin"));
-    assert_eq!(r.stdout.lines().count(), 11);
+    assert_eq!(r.stdout.lines().count(), 12);
 }
 
 #[test]
