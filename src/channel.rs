@@ -4,7 +4,7 @@
 //! Mirrors `setupChannel` in
 //! [`lib/internal/child_process.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process.js#L582)
 //! and the `json` framing in
-//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process/serialization.js),
+//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process/serialization.js#L142),
 //! plus what libuv does underneath (`uv_write2` → `sendmsg`, `uv__read` → `recvmsg`):
 //!
 //! * one JSON document per line; plain lines go out with a plain write;

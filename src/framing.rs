@@ -1,5 +1,5 @@
 //! Turning the bytes of a channel into messages: the `json` framing of
-//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process/serialization.js)
+//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process/serialization.js#L142)
 //! (`parseChannelMessages`), plus the rule of `setupChannel` that an fd received from the
 //! kernel waits for the next complete `NODE_HANDLE` line.
 //!

@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/child.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/child.js):
+//! Mirror of [`lib/internal/cluster/child.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/child.js#L35):
 //! the worker's side. It starts by saying `online`, asks the primary for servers
 //! (`_getServer`), turns each answer into a handle (`rr()`: a fake one; `shared()`: the real
 //! socket), answers `newconn` with `{accepted}`, and closes its servers on `disconnect`.

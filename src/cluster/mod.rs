@@ -1,5 +1,5 @@
 //! Mirror of Node's [`lib/cluster.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/cluster.js#L28)
-//! and [`lib/internal/cluster/`](https://github.com/nodejs/node/tree/v20.20.2/lib/internal/cluster).
+//! and the files under [`lib/internal/cluster/`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L62).
 //!
 //! Node decides *once*, when `cluster` is first loaded, whether this process is a primary or a
 //! worker: a worker is a process whose environment has `NODE_UNIQUE_ID`. Nothing else. A plain

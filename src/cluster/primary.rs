@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/primary.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js):
+//! Mirror of [`lib/internal/cluster/primary.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L161):
 //! forking workers, answering their `queryServer`, and the map of handles by key.
 //!
 //! Node's primary is an event loop; so is ours ([`Primary::poll`]): it reads every worker's
