@@ -1,24 +1,107 @@
-//! Chapter 10: Checking our work against Node. (Being written.)
+//! Chapter 10: checking our work against Node. Each scenario runs twice under `strace -f`: as a
+//! plain Node cluster script (`tests/node/scenario-*.js`) and as our lab; the socket calls of
+//! the listening side are counted per role and printed side by side. Run it with
+//! `cargo run --bin ch10-against-node` (it needs `node` and `strace`).
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
 
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, ROLE_ENV};
+use cluster_walkthrough::strace::{self, Scenario, Summary};
+use cluster_walkthrough::{lab, trace};
 
 pub static CHAPTER: Chapter = Chapter {
     number: 10,
     slug: "against-node",
     title: "Checking our work against Node",
-    intro: "(This chapter is being written.)",
-    outro: "(This chapter is being written.)",
+    intro: "Four scenarios, each run twice under `strace -f`: once as a plain Node cluster script, once\n\
+            as our lab. 2 workers on 127.0.0.1, 2 requests made by the primary itself. Each table counts\n\
+            the listening side's socket calls per role, Node's next to ours; the clients' sockets get a\n\
+            row of their own.",
+    outro: "Node and the mirror make the same listening-side calls in the same processes, scenario by scenario.",
     run,
-    role: None,
+    role: Some(role),
 };
+
+/// The longest one traced run may take (a normal one takes well under a second).
+const LIMIT: Duration = Duration::from_secs(30);
 
 #[allow(dead_code)]
 fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
-fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
+// ANCHOR: role
+/// `lab:<flags>`: be `cluster-walkthrough lab <flags>`, so that strace can run our side through
+/// this very program (`cargo run --bin ch10-against-node` has no `lab` command of its own).
+fn role(role: &str) -> ExitCode {
+    let Some(words) = role.strip_prefix("lab:") else {
+        eprintln!("error: unknown role {role:?}");
+        return ExitCode::from(2);
+    };
+    match lab::parse_args(words.split_whitespace()) {
+        Ok(args) => lab::main(&args),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Our side: this program again (with the same arguments, so `cluster-walkthrough chapter 10`
+/// finds its chapter), in the role `lab:<flags>`.
+fn ours(sc: &Scenario) -> Result<Command, ChapterError> {
+    let exe = std::env::current_exe().map_err(|e| ChapterError::io("current_exe", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env(ROLE_ENV, format!("lab:{}", sc.lab_args.join(" ")));
+    Ok(cmd)
+}
+// ANCHOR_END: role
+
+/// Run under strace; a failed or hung run is an error, with its stderr.
+fn traced(cmd: &Command, who: &str) -> Result<Summary, ChapterError> {
+    let run = strace::run(cmd, LIMIT).map_err(|e| ChapterError::Failed(format!("{who}: {e}")))?;
+    if !run.status.success() {
+        return Err(ChapterError::Failed(format!(
+            "{who} exited with {}: {}",
+            run.status,
+            run.stderr.trim()
+        )));
+    }
+    Ok(strace::summarize(&run.text))
+}
+
+fn run(ctx: &Ctx) -> Result<(), ChapterError> {
+    if let Some(why) = strace::missing_tools() {
+        trace::raw(&format!(
+            "skipped: {why}; this chapter runs real Node under strace (the book shows the tables)"
+        ));
+        return Ok(());
+    }
+    // The exclusive workers bind a fixed port; keep it out of the kernel's ephemeral range.
+    let port = match (ctx.port, strace::quiet_port()) {
+        (0, Some(p)) => p,
+        _ => ctx.pick_port()?,
+    };
+    let mut differ = 0;
+    for sc in strace::scenarios(port) {
+        let theirs = traced(&sc.node_command(), "node")?;
+        let ours = traced(&ours(&sc)?, "ours")?;
+        trace::raw(sc.title);
+        for line in sc.commands().lines() {
+            trace::raw(&format!("  {line}"));
+        }
+        for line in strace::table(&theirs, &ours).lines() {
+            trace::raw(line);
+        }
+        trace::raw("");
+        differ += strace::count_differences(&theirs, &ours).len();
+    }
+    if differ == 0 {
+        trace::raw("Every count agrees, in every scenario.");
+    } else {
+        trace::raw(&format!("{differ} counts differ (marked above)."));
+    }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub mod lab;
 pub mod net;
 pub mod os_models;
 pub mod picture;
+pub mod strace;
 pub mod sys;
 pub mod tcp_wrap;
 pub mod trace;
