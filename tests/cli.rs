@@ -103,6 +103,19 @@ fn bad_lab_input_is_one_line() {
             &["lab", "--kill-worker", "9", "--after", "1"][..],
             "no such worker",
         ),
+        // TEST-NET-1 is never a local address: bind fails, no packet is sent anywhere.
+        (
+            &["lab", "--host", "192.0.2.1"][..],
+            "no worker could listen (bind EADDRNOTAVAIL 192.0.2.1)",
+        ),
+        (
+            &["lab", "--exec", "/nonexistent/worker"][..],
+            "cannot start a worker",
+        ),
+        (
+            &["lab", "--exec", "true"][..],
+            "worker 1 exited with code 0 before listening",
+        ),
     ] {
         let r = run(args);
         one_line_error(&r, &format!("{args:?}"));

@@ -256,6 +256,29 @@ fn two_servers_on_one_fixed_port_in_one_worker() {
 }
 
 #[test]
+fn udp_exclusive_loser_gets_bind_eaddrinuse() {
+    let port = free_port();
+    let args = [
+        "--workers",
+        "2",
+        "--udp",
+        "--exclusive",
+        "--port",
+        &port,
+        "--handle-errors",
+    ];
+    let l = lab(&args);
+    let errs = errors(&l.summary);
+    assert_eq!(errs.len(), 1, "one winner, one loser");
+    assert_eq!(
+        errs[0]["message"],
+        format!("bind EADDRINUSE 127.0.0.1:{port}")
+    );
+    assert_eq!(errs[0]["syscall"], "bind");
+    assert_eq!(errs[0]["errno"], -98);
+}
+
+#[test]
 fn udp_workers_share_one_port() {
     let l = lab(&["--workers", "3", "--udp", "--connections", "9"]);
     let ports: Vec<u64> = workers(&l.summary)
