@@ -12,17 +12,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 
-fn python() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: `python3` is not installed (it runs the fake worker)");
-    }
-    ok
-}
-
 /// Three workers, the second one fake, six connections. Returns the summary.
 fn with_fake_worker(case: &str) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_worker.py");
@@ -58,45 +47,31 @@ fn problems(s: &Value) -> Vec<String> {
         .collect()
 }
 
-fn answered(s: &Value) -> Vec<Option<u64>> {
-    s["answered_by"]
-        .as_array()
-        .expect("answers")
-        .iter()
-        .map(Value::as_u64)
-        .collect()
+/// One case: the fake worker's mistake is reported once, naming worker 2, and the rotation
+/// afterwards shows whether it was dropped (`1 3 1 3 ...`) or kept (`1 2 3 ...`).
+fn assert_case(case: &str, expect: &str, rotation: &[u64]) {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    let s = with_fake_worker(case);
+    let p = problems(&s);
+    assert_eq!(p.len(), 1, "{case}: {p:?}");
+    assert!(
+        p[0].starts_with("worker 2 ") && p[0].contains(expect),
+        "{case}: {p:?}"
+    );
+    let rotation: Vec<Option<u64>> = rotation.iter().copied().map(Some).collect();
+    assert_eq!(common::answered(&s), rotation, "{case}");
 }
 
 /// The fake worker was dropped: the others served everything, in turn.
 fn assert_dropped(case: &str, expect: &str) {
-    if !python() {
-        return;
-    }
-    let s = with_fake_worker(case);
-    let p = problems(&s);
-    assert_eq!(p.len(), 1, "{case}: {p:?}");
-    assert!(
-        p[0].starts_with("worker 2 ") && p[0].contains(expect),
-        "{case}: {p:?}"
-    );
-    let rotation: Vec<Option<u64>> = [1, 3, 1, 3, 1, 3].into_iter().map(Some).collect();
-    assert_eq!(answered(&s), rotation, "{case}");
+    assert_case(case, expect, &[1, 3, 1, 3, 1, 3]);
 }
 
 /// The fake worker's mistake was reported and ignored: it stays in the rotation.
 fn assert_ignored(case: &str, expect: &str) {
-    if !python() {
-        return;
-    }
-    let s = with_fake_worker(case);
-    let p = problems(&s);
-    assert_eq!(p.len(), 1, "{case}: {p:?}");
-    assert!(
-        p[0].starts_with("worker 2 ") && p[0].contains(expect),
-        "{case}: {p:?}"
-    );
-    let rotation: Vec<Option<u64>> = [1, 2, 3, 1, 2, 3].into_iter().map(Some).collect();
-    assert_eq!(answered(&s), rotation, "{case}");
+    assert_case(case, expect, &[1, 2, 3, 1, 2, 3]);
 }
 
 #[test]

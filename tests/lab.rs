@@ -63,15 +63,6 @@ fn free_port() -> String {
     l.local_addr().expect("addr").port().to_string()
 }
 
-fn answered(s: &Value) -> Vec<Option<u64>> {
-    s["answered_by"]
-        .as_array()
-        .expect("answered_by")
-        .iter()
-        .map(Value::as_u64)
-        .collect()
-}
-
 fn workers(s: &Value) -> &Vec<Value> {
     s["workers"].as_array().expect("workers")
 }
@@ -94,7 +85,7 @@ fn round_robin_4_workers_40_connections_strict_rotation() {
         "40",
     ]);
     let expected: Vec<Option<u64>> = (0..40).map(|i| Some(i % 4 + 1)).collect();
-    assert_eq!(answered(&l.summary), expected);
+    assert_eq!(common::answered(&l.summary), expected);
     assert!(errors(&l.summary).is_empty());
     for w in workers(&l.summary) {
         assert_eq!(w["ports"][0].as_u64(), Some(port.parse().expect("port")));
@@ -109,7 +100,7 @@ fn round_robin_4_workers_40_connections_strict_rotation() {
 #[test]
 fn sched_none_4_workers_40_connections_all_served() {
     let l = lab(&["--workers", "4", "--policy", "none", "--connections", "40"]);
-    let a = answered(&l.summary);
+    let a = common::answered(&l.summary);
     assert_eq!(a.len(), 40);
     assert!(
         a.iter().all(Option::is_some),
@@ -287,7 +278,7 @@ fn udp_workers_share_one_port() {
         .collect();
     assert_eq!(ports.len(), 3);
     assert!(ports.iter().all(|p| *p == ports[0]));
-    assert!(answered(&l.summary).iter().all(Option::is_some));
+    assert!(common::answered(&l.summary).iter().all(Option::is_some));
 }
 
 #[test]
@@ -302,7 +293,7 @@ fn a_sigkilled_worker_leaves_the_rotation_and_the_rest_keep_serving() {
         "--after",
         "3",
     ]);
-    let a = answered(&l.summary);
+    let a = common::answered(&l.summary);
     assert!(a.iter().all(Option::is_some), "{a:?}");
     assert!(
         a[3..].iter().all(|w| *w != Some(2)),

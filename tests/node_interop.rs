@@ -12,17 +12,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 
-fn node() -> bool {
-    let ok = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped: `node` is not installed (needed to check against real Node workers)");
-    }
-    ok
-}
-
 fn script(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/node")
@@ -61,44 +50,19 @@ fn assert_no_worker_left(summary: &Value) {
     }
 }
 
-fn answered(s: &Value) -> Vec<Option<u64>> {
-    s["answered_by"]
-        .as_array()
-        .expect("answered_by")
-        .iter()
-        .map(Value::as_u64)
-        .collect()
-}
-
-fn ports(s: &Value) -> Vec<Vec<u64>> {
-    s["workers"]
-        .as_array()
-        .expect("workers")
-        .iter()
-        .map(|w| {
-            w["ports"]
-                .as_array()
-                .expect("ports")
-                .iter()
-                .filter_map(Value::as_u64)
-                .collect()
-        })
-        .collect()
-}
-
 fn exit_code(s: &Value, id: usize) -> Value {
     s["workers"][id - 1]["exit"]["code"].clone()
 }
 
 #[test]
 fn node_workers_round_robin() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let (s, run) = lab_with_node(&["--workers", "3", "--connections", "6"], "http-worker.js");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let rotation: Vec<Option<u64>> = [1, 2, 3, 1, 2, 3].into_iter().map(Some).collect();
-    assert_eq!(answered(&s), rotation);
+    assert_eq!(common::answered(&s), rotation);
     for id in 1..=3 {
         assert_eq!(exit_code(&s, id), 0, "disconnect ends worker {id} with 0");
     }
@@ -106,23 +70,23 @@ fn node_workers_round_robin() {
 
 #[test]
 fn node_workers_sched_none() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let args = ["--workers", "3", "--policy", "none", "--connections", "9"];
     let (s, run) = lab_with_node(&args, "http-worker.js");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(answered(&s).iter().all(Option::is_some));
+    assert!(common::answered(&s).iter().all(Option::is_some));
     assert_eq!(s["policy"], "none");
 }
 
 #[test]
 fn node_workers_port_0_and_two_servers() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let (s, _) = lab_with_node(&["--workers", "3"], "http-worker.js");
-    let p = ports(&s);
+    let p = common::ports(&s);
     assert!(
         p[0][0] > 0 && p.iter().all(|x| *x == p[0]),
         "listen(0) shares one port: {p:?}"
@@ -131,7 +95,7 @@ fn node_workers_port_0_and_two_servers() {
         &["--workers", "2", "--servers-per-worker", "2"],
         "two-servers-worker.js",
     );
-    let p = ports(&s);
+    let p = common::ports(&s);
     assert_eq!(p[0].len(), 2);
     assert_ne!(p[0][0], p[0][1]);
     assert_eq!(p[0], p[1], "both workers share both ports: {p:?}");
@@ -139,7 +103,7 @@ fn node_workers_port_0_and_two_servers() {
 
 #[test]
 fn node_workers_udp() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let (s, run) = lab_with_node(
@@ -147,14 +111,14 @@ fn node_workers_udp() {
         "udp-worker.js",
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(answered(&s).iter().all(Option::is_some), "{s}");
-    let p = ports(&s);
+    assert!(common::answered(&s).iter().all(Option::is_some), "{s}");
+    let p = common::ports(&s);
     assert_eq!(p[0], p[1]);
 }
 
 #[test]
 fn a_node_worker_that_closes_its_server_leaves_the_rotation() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let args = [
@@ -166,12 +130,15 @@ fn a_node_worker_that_closes_its_server_leaves_the_rotation() {
         "2",
     ];
     let (s, _) = lab_with_node(&args, "close-worker.js");
-    assert_eq!(answered(&s), vec![Some(1), Some(3), Some(1), Some(3)]);
+    assert_eq!(
+        common::answered(&s),
+        vec![Some(1), Some(3), Some(1), Some(3)]
+    );
 }
 
 #[test]
 fn a_node_worker_that_crashes_loses_its_connection_and_the_rest_serve() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let args = [
@@ -183,7 +150,7 @@ fn a_node_worker_that_crashes_loses_its_connection_and_the_rest_serve() {
         "2",
     ];
     let (s, _) = lab_with_node(&args, "crash-worker.js");
-    let a = answered(&s);
+    let a = common::answered(&s);
     assert_eq!(
         a[1], None,
         "the connection handed to the crashing worker is lost"
@@ -201,7 +168,7 @@ fn a_node_worker_that_crashes_loses_its_connection_and_the_rest_serve() {
 
 #[test]
 fn a_mixed_fleet_node_and_ours() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let args = [
@@ -215,12 +182,12 @@ fn a_mixed_fleet_node_and_ours() {
     let (s, run) = lab_with_node(&args, "http-worker.js");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let rotation: Vec<Option<u64>> = [1, 2, 3, 4, 1, 2, 3, 4].into_iter().map(Some).collect();
-    assert_eq!(answered(&s), rotation);
+    assert_eq!(common::answered(&s), rotation);
 }
 
 #[test]
 fn node_workers_get_nodes_own_error_when_our_primary_cannot_bind() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
@@ -253,7 +220,7 @@ fn node_primary(policy: &str, kill: Option<&str>) -> Value {
 
 #[test]
 fn a_node_primary_runs_our_workers_round_robin() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let v = node_primary("rr", None);
@@ -269,7 +236,7 @@ fn a_node_primary_runs_our_workers_round_robin() {
 
 #[test]
 fn a_node_primary_runs_our_workers_sched_none() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let v = node_primary("none", None);
@@ -281,7 +248,7 @@ fn a_node_primary_runs_our_workers_sched_none() {
 
 #[test]
 fn a_node_primary_sees_our_killed_worker_exit() {
-    if !node() {
+    if !common::have("node", "needed to check against real Node") {
         return;
     }
     let v = node_primary("rr", Some("2"));

@@ -87,3 +87,39 @@ pub fn section(out: &str, title: &str) -> String {
     let end = rest.find("\n\n").map(|i| i + 1).unwrap_or(rest.len());
     rest[..end].to_string()
 }
+
+/// Whether `tool --version` runs. When it does not, say in one line which test is skipped
+/// and why (`.ci/run` installs the tools, so CI never skips).
+pub fn have(tool: &str, why: &str) -> bool {
+    let ok = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: `{tool}` is not installed ({why})");
+    }
+    ok
+}
+
+/// A lab summary's `answered_by`: who answered each connection (`None`: nobody).
+pub fn answered(summary: &serde_json::Value) -> Vec<Option<u64>> {
+    summary["answered_by"]
+        .as_array()
+        .expect("answered_by")
+        .iter()
+        .map(serde_json::Value::as_u64)
+        .collect()
+}
+
+/// A lab summary's ports, per worker.
+pub fn ports(summary: &serde_json::Value) -> Vec<Vec<u64>> {
+    summary["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .map(|w| {
+            let ports = w["ports"].as_array().expect("ports");
+            ports.iter().filter_map(serde_json::Value::as_u64).collect()
+        })
+        .collect()
+}
