@@ -303,22 +303,30 @@ fn a_sigkilled_worker_leaves_the_rotation_and_the_rest_keep_serving() {
     assert_eq!(w2["exit"]["signal"], "SIGKILL");
 }
 
-#[test]
-fn wire_messages_have_nodes_exact_shape() {
-    let l = lab(&["--workers", "2", "--connections", "2", "--trace-wire"]);
+/// The channel messages of a `--trace-wire` run, one per line: `who -> whom {json}`.
+fn wire_text(l: &Lab) -> String {
     let wire: Vec<String> = l
         .events
         .iter()
         .filter(|e| e["event"] == "wire")
         .map(|e| {
-            format!(
-                "{} {}",
-                e["process"].as_str().unwrap_or(""),
-                e["text"].as_str().unwrap_or("")
-            )
+            let who = e["process"].as_str().unwrap_or("");
+            format!("{who} {}", e["text"].as_str().unwrap_or(""))
         })
         .collect();
-    let text = wire.join("\n");
+    wire.join("\n")
+}
+
+fn snapshot_wire(name: &str, text: &str) {
+    let mut s = common::settings();
+    s.add_filter(r"\[fd \d+\]", "[fd N]");
+    s.bind(|| insta::assert_snapshot!(name, text));
+}
+
+#[test]
+fn wire_messages_have_nodes_exact_shape() {
+    let l = lab(&["--workers", "2", "--connections", "2", "--trace-wire"]);
+    let text = wire_text(&l);
     for shape in [
         r#"worker 1 -> primary {"cmd":"NODE_CLUSTER","act":"online","seq":0}"#,
         r#"worker 1 -> primary {"cmd":"NODE_CLUSTER","act":"queryServer","index":0,"data":null,"address":"127.0.0.1","port":0,"addressType":4,"flags":0,"backlog":0,"seq":1}"#,
@@ -326,7 +334,53 @@ fn wire_messages_have_nodes_exact_shape() {
     ] {
         assert!(text.contains(shape), "missing {shape} in\n{text}");
     }
-    let mut s = common::settings();
-    s.add_filter(r"\[fd \d+\]", "[fd N]");
-    s.bind(|| insta::assert_snapshot!("lab_wire_rr_2_workers", text));
+    snapshot_wire("lab_wire_rr_2_workers", &text);
+}
+
+/// The other message kinds, each from a real run: the shared socket (SCHED_NONE), UDP, and
+/// the answer to a bind that failed in the primary.
+#[test]
+fn wire_messages_of_the_other_branches() {
+    let none = lab(&[
+        "--workers",
+        "1",
+        "--policy",
+        "none",
+        "--connections",
+        "1",
+        "--trace-wire",
+    ]);
+    let text = wire_text(&none);
+    assert!(text.contains(
+        r#"{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","errno":0,"#
+    ));
+    snapshot_wire("lab_wire_none_1_worker", &text);
+
+    let udp = lab(&[
+        "--workers",
+        "1",
+        "--udp",
+        "--connections",
+        "1",
+        "--trace-wire",
+    ]);
+    let text = wire_text(&udp);
+    assert!(text.contains(r#""addressType":"udp4","fd":-1,"flags":0,"seq":1}"#));
+    assert!(text.contains(r#"{"cmd":"NODE_HANDLE","type":"dgram.Native","#));
+    snapshot_wire("lab_wire_udp_1_worker", &text);
+
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = holder.local_addr().expect("addr").port().to_string();
+    let args = [
+        "--workers",
+        "1",
+        "--port",
+        &port,
+        "--handle-errors",
+        "--trace-wire",
+    ];
+    let failed = lab_exiting(&args, 1);
+    let text = wire_text(&failed);
+    assert!(text.contains(r#"{"cmd":"NODE_CLUSTER","errno":-98,"key":"127.0.0.1:"#));
+    snapshot_wire("lab_wire_bind_failure", &text);
 }
