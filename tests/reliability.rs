@@ -232,6 +232,28 @@ fn a_worker_holds_only_stdio_and_its_channel() {
 }
 
 #[test]
+fn the_channel_is_an_af_unix_socketpair() {
+    let s = Serving::start(&["--workers", "1"], &[]);
+    let link = std::fs::read_link(format!("/proc/{}/fd/3", s.workers[0])).expect("fd 3");
+    let link = link.to_string_lossy();
+    let inode = link
+        .strip_prefix("socket:[")
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or_else(|| panic!("fd 3 is not a socket: {link}"));
+    // /proc/net/unix lists every AF_UNIX socket by inode; a pair has no path.
+    let unix = std::fs::read_to_string("/proc/net/unix").expect("/proc/net/unix");
+    let row = unix
+        .lines()
+        .find(|l| l.split_whitespace().nth(6) == Some(inode))
+        .unwrap_or_else(|| panic!("socket {inode} is not AF_UNIX"));
+    assert_eq!(
+        row.split_whitespace().count(),
+        7,
+        "no path: a socketpair, not a listener"
+    );
+}
+
+#[test]
 fn ctrl_c_during_the_tour_stops_everything() {
     let mut cmd = Command::new(BIN);
     cmd.stdin(Stdio::null())
