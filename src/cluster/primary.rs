@@ -181,7 +181,6 @@ impl Primary {
         let settings = self.settings.clone();
         self.fork_with(&settings)
     }
-    // ANCHOR_END: fork
 
     /// `fork()` running another program as the worker (a real `node worker.js`, say) with the
     /// same environment and channel Node would give it.
@@ -230,6 +229,7 @@ impl Primary {
         );
         Ok(id)
     }
+    // ANCHOR_END: fork
 
     /// The pid of a worker, if it is still known.
     pub fn pid(&self, id: u32) -> Option<u32> {

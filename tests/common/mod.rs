@@ -67,7 +67,7 @@ pub fn settings() -> insta::Settings {
     s.add_filter(r#""pid":\d+"#, r#""pid":"[PID]""#);
     // Port 0 stays: `0.0.0.0:0` is what an unbound socket reports, and chapter 7 shows it.
     s.add_filter(r"(127\.0\.0\.1|\[::1\]|0\.0\.0\.0):[1-9]\d*", "$1:[PORT]");
-    s.add_filter(r"port: \d+", "port: [PORT]");
+    s.add_filter(r"port: [1-9]\d*", "port: [PORT]");
     s.add_filter(r"\(port \d+\)", "(port [PORT])");
     s.add_filter(r#""ports":\[[\d,]*\]"#, r#""ports":[PORTS]"#);
     s.add_filter(r#""port":[1-9]\d*"#, r#""port":"[PORT]""#);
