@@ -54,10 +54,11 @@ impl Conn {
         loop {
             match sys::read(self.fd.as_fd(), &mut chunk) {
                 Ok(0) => return true,
+                // The whole request in one read (the usual case): nothing to keep.
+                Ok(n) if self.buf.is_empty() && ends_headers(&chunk[..n]) => return true,
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
-                    let end = self.buf.windows(4).any(|w| w == b"\r\n\r\n");
-                    if end || self.buf.len() > 16 * 1024 {
+                    if ends_headers(&self.buf) || self.buf.len() > 16 * 1024 {
                         return true;
                     }
                 }
@@ -69,8 +70,22 @@ impl Conn {
 
     /// Write the response; the connection is done (drop it to close).
     pub fn respond(&mut self, worker: u32, pid: u32) {
-        let _ = sys::write(self.fd.as_fd(), &response(worker, pid));
+        self.respond_with(&response(worker, pid));
     }
+
+    /// Write a response rendered beforehand (a server answers the same each time), then
+    /// end our side at once, as Node's `socket.end()` does (`shutdown(SHUT_WR)`): under round
+    /// robin the primary still holds a copy of this socket until it reads our `{accepted}`,
+    /// and without the shutdown the client's end of file would wait for that copy's close.
+    pub fn respond_with(&mut self, response: &[u8]) {
+        let _ = sys::write(self.fd.as_fd(), response);
+        let _ = sys::shutdown_write(self.fd.as_fd());
+    }
+}
+
+/// Whether `bytes` hold the blank line that ends a request's headers.
+fn ends_headers(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w == b"\r\n\r\n")
 }
 
 /// A client request, made blocking with time limits: connect, send `GET /`, read to EOF.

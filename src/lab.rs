@@ -772,17 +772,24 @@ struct LabWorker {
     pending: usize,
     conns: Vec<http::Conn>,
     pid: u32,
+    /// The answer, the same for every request: rendered once.
+    response: Vec<u8>,
+    /// The poll set, refilled every turn but kept (no allocation per turn).
+    pollset: sys::PollSet,
 }
 
 impl LabWorker {
     fn new(rt: Runtime, plan: WorkerPlan) -> Self {
+        let pid = std::process::id();
         Self {
+            response: http::response(rt.id, pid),
             rt: Some(rt),
             plan,
             slots: Vec::new(),
             pending: 0,
             conns: Vec::new(),
-            pid: std::process::id(),
+            pid,
+            pollset: sys::PollSet::new(),
         }
     }
 
@@ -936,32 +943,30 @@ impl LabWorker {
         let Some(rt) = self.rt.as_ref() else {
             return Ok(false);
         };
-        let mut fds: Vec<(RawFd, bool)> = vec![(rt.channel_fd().as_raw_fd(), rt.wants_write())];
+        let mut set = std::mem::take(&mut self.pollset);
+        set.clear();
+        set.push(rt.channel_fd().as_raw_fd(), rt.wants_write());
         for s in &self.slots {
-            match s {
-                Slot::Tcp(server) => {
-                    fds.extend(server.listening_fd().map(|f| (f.as_raw_fd(), false)))
-                }
-                Slot::Udp(fd) => fds.extend(fd.as_ref().map(|f| (f.as_raw_fd(), false))),
+            let fd = match s {
+                Slot::Tcp(server) => server.listening_fd(),
+                Slot::Udp(fd) => fd.as_ref().map(|f| f.as_fd()),
+            };
+            if let Some(fd) = fd {
+                set.push(fd.as_raw_fd(), false);
             }
         }
-        let first_conn = fds.len();
-        fds.extend(self.conns.iter().map(|c| (c.fd.as_raw_fd(), false)));
-        let ready = sys::poll_raw(&fds, Duration::from_millis(500)).unwrap_or_default();
-        // Connections first: they were accepted before anything in this turn.
-        let mut done = Vec::new();
-        for (i, r) in ready.iter().enumerate().skip(first_conn) {
-            if r.readable && self.conns[i - first_conn].on_readable() {
-                done.push(i - first_conn);
-            }
+        let first_conn = set.len();
+        for c in &self.conns {
+            set.push(c.fd.as_raw_fd(), false);
         }
-        for i in done.into_iter().rev() {
-            let mut conn = self.conns.remove(i);
-            // Tell the primary first: once the client has its answer, it moves on.
-            if let Some(rt) = self.rt.as_mut() {
-                rt.send_user(json!({"lab": "served"}));
+        let _ = set.wait(Duration::from_millis(500)); // an error reads as "nothing ready"
+        // Connections first: they were accepted before anything in this turn. (Last to
+        // first, so that removing one leaves the others' places as they were.)
+        for i in (0..self.conns.len()).rev() {
+            if set.ready(first_conn + i).readable && self.conns[i].on_readable() {
+                let conn = self.conns.remove(i);
+                self.serve(conn);
             }
-            conn.respond(self.id(), self.pid);
         }
         let mut fd_i = 1;
         for s in 0..self.slots.len() {
@@ -970,22 +975,59 @@ impl LabWorker {
                 Slot::Udp(fd) => fd.is_some(),
             };
             if has_fd {
-                if ready.get(fd_i).is_some_and(|r| r.readable) {
+                if set.ready(fd_i).readable {
                     self.on_listener_ready(s);
                 }
                 fd_i += 1;
             }
         }
-        if ready.first().is_some_and(|r| r.writable)
+        let channel = set.ready(0);
+        self.pollset = set;
+        if channel.writable
             && let Some(rt) = self.rt.as_mut()
         {
             rt.flush();
         }
-        if ready.first().is_some_and(|r| r.readable) {
-            return self.on_channel();
-        }
-        Ok(true)
+        let go_on = match channel.readable {
+            true => self.on_channel(),
+            false => Ok(true),
+        };
+        // The end of the turn: what the channel held back goes out (see `channel.rs`).
+        self.flush_channel();
+        go_on
     }
+
+    /// Write what the channel holds back (only when nothing is traced does it hold anything).
+    fn flush_channel(&mut self) {
+        if let Some(rt) = self.rt.as_mut()
+            && rt.wants_write()
+        {
+            rt.flush();
+        }
+    }
+
+    // ANCHOR: serve
+    /// A request is complete: answer it and close. The primary hears first: once the client
+    /// has its answer, it moves on. When nothing is traced, the channel holds plain messages
+    /// back (see `channel.rs`), so this one flush sends the connection's `NODE_HANDLE_ACK`,
+    /// its `{accepted}` and the lab's `served` note in one write, still before the answer.
+    fn serve(&mut self, mut conn: http::Conn) {
+        if let Some(rt) = self.rt.as_mut() {
+            rt.send_user(json!({"lab": "served"}));
+        }
+        self.flush_channel();
+        conn.respond_with(&self.response);
+    }
+
+    /// A connection just arrived (from the primary, or our own `accept`). Its request is
+    /// almost always there already: read it now, instead of one more `poll` to learn that.
+    fn take(&mut self, mut conn: http::Conn) {
+        match conn.on_readable() {
+            true => self.serve(conn),
+            false => self.conns.push(conn),
+        }
+    }
+    // ANCHOR_END: serve
 
     fn on_channel(&mut self) -> Result<bool, NetError> {
         let Some(rt) = self.rt.as_mut() else {
@@ -1001,7 +1043,7 @@ impl LabWorker {
         for ev in events {
             match ev {
                 WorkerEvent::Server { slot, key, result } => self.on_server(slot, &key, result)?,
-                WorkerEvent::Connection { fd, .. } => self.conns.push(http::Conn::new(fd)),
+                WorkerEvent::Connection { fd, .. } => self.take(http::Conn::new(fd)),
                 WorkerEvent::Disconnect => {
                     // The lab's own choice: close exclusive servers too, then leave.
                     self.slots.clear();
@@ -1086,13 +1128,23 @@ impl LabWorker {
                 let Some(fd) = server.listening_fd() else {
                     return;
                 };
+                let first_new = self.conns.len();
                 while let Ok(Some(conn)) = sys::accept4(fd, true) {
-                    trace::step(&format!(
-                        "{}: accepted a connection itself (fd {})",
-                        server.name,
-                        conn.as_raw_fd()
-                    ));
+                    if trace::enabled() {
+                        trace::step(&format!(
+                            "{}: accepted a connection itself (fd {})",
+                            server.name,
+                            conn.as_raw_fd()
+                        ));
+                    }
                     self.conns.push(http::Conn::new(conn));
+                }
+                // As with a connection from the primary: the request is usually there.
+                for i in (first_new..self.conns.len()).rev() {
+                    if self.conns[i].on_readable() {
+                        let conn = self.conns.remove(i);
+                        self.serve(conn);
+                    }
                 }
             }
             Slot::Udp(Some(fd)) => {

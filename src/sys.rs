@@ -115,7 +115,7 @@ pub fn accept4(fd: BorrowedFd<'_>, traced: bool) -> Result<Option<OwnedFd>, Errn
     };
     // SAFETY: accept4 just returned this fd to us and nobody else owns it.
     let res = res.map(|raw| unsafe { OwnedFd::from_raw_fd(raw) });
-    if traced && res.as_ref().err() != Some(&Errno::EAGAIN) {
+    if traced && trace::syscalls_enabled() && res.as_ref().err() != Some(&Errno::EAGAIN) {
         let call = format!("accept4({}, SOCK_NONBLOCK|SOCK_CLOEXEC)", fd.as_raw_fd());
         trace::syscall(&call, &fd_result(&res));
     }
@@ -211,14 +211,20 @@ pub fn sendmsg_with_fd(chan: BorrowedFd<'_>, bytes: &[u8], fd: RawFd) -> Result<
     let iov = [IoSlice::new(bytes)];
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
-    let call = format!(
-        "sendmsg({}, [{} bytes], SCM_RIGHTS [{fd}])",
-        chan.as_raw_fd(),
-        bytes.len()
-    );
+    // The line is built only for a reader: the primary calls this once per connection.
+    let call = match trace::syscalls_enabled() {
+        true => format!(
+            "sendmsg({}, [{} bytes], SCM_RIGHTS [{fd}])",
+            chan.as_raw_fd(),
+            bytes.len()
+        ),
+        false => String::new(),
+    };
     // Printed before the call: once it returns, the receiver may already be printing what it
     // got, and its line must come after ours. A result other than "all of it" gets a line too.
-    trace::syscall(&call, &bytes.len().to_string());
+    if trace::syscalls_enabled() {
+        trace::syscall(&call, &bytes.len().to_string());
+    }
     let res = loop {
         match socket::sendmsg::<()>(chan.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
             Err(Errno::EINTR) => continue,
@@ -277,7 +283,7 @@ pub fn recvmsg(chan: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> 
             fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
         }
     }
-    if !fds.is_empty() {
+    if !fds.is_empty() && trace::syscalls_enabled() {
         // Only the reads that bring an fd are worth a line: the same socket, a new number.
         let got: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
         let call = format!("recvmsg({}, MSG_CMSG_CLOEXEC)", chan.as_raw_fd());
@@ -390,6 +396,73 @@ pub fn poll(fds: &[(BorrowedFd<'_>, bool)], timeout: Duration) -> Result<Vec<Pol
 pub struct PollReady {
     pub readable: bool,
     pub writable: bool,
+}
+
+/// A `poll(2)` set that is filled again before every wait and keeps its memory, so an event
+/// loop that turns once per connection allocates nothing to wait. (The fds are plain
+/// numbers: the caller keeps each one open from [`PollSet::push`] until the next
+/// [`PollSet::clear`].)
+#[derive(Debug, Default)]
+pub struct PollSet {
+    fds: Vec<libc::pollfd>,
+}
+
+impl PollSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget the previous set (its memory stays).
+    pub fn clear(&mut self) {
+        self.fds.clear();
+    }
+
+    /// Watch `fd` for reading, and for writing too if `want_write`.
+    pub fn push(&mut self, fd: RawFd, want_write: bool) {
+        let mut events = libc::POLLIN;
+        if want_write {
+            events |= libc::POLLOUT;
+        }
+        self.fds.push(libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        });
+    }
+
+    /// How many fds are in the set.
+    pub fn len(&self) -> usize {
+        self.fds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+
+    /// Wait (at most `timeout`) until one of them is ready. `EINTR` counts as "nothing ready",
+    /// as in [`poll`].
+    pub fn wait(&mut self, timeout: Duration) -> Result<(), Errno> {
+        for p in &mut self.fds {
+            p.revents = 0;
+        }
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: the pointer and length describe our own Vec of pollfd, which poll only
+        // reads and writes in place; the fds are integers, checked by the kernel.
+        let n = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, ms) };
+        match Errno::result(n) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the last [`PollSet::wait`] said about entry `i` (nothing, for an `i` not there).
+    pub fn ready(&self, i: usize) -> PollReady {
+        let r = self.fds.get(i).map_or(0, |p| p.revents);
+        PollReady {
+            readable: r & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
+            writable: r & (libc::POLLOUT | libc::POLLERR) != 0,
+        }
+    }
 }
 
 /// Duplicate an fd (CLOEXEC), for the rare place that needs two owners of one socket.
@@ -643,4 +716,51 @@ pub fn wait_until_stopped(pid: u32, limit: Duration) -> Result<bool, Errno> {
             Ok(_) => return Ok(false),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// For the benchmark (`src/bench/`): a client socket with a time limit on every step, reaping
+// whichever child ended, and the unit of the CPU times in `/proc/PID/stat`.
+
+/// A blocking TCP client connected to `addr`, CLOEXEC, with `limit` on the connect and on
+/// every later read and write: `SO_SNDTIMEO` also bounds a blocking `connect` on Linux, so a
+/// server whose accept queue is full cannot hang the caller. Not traced.
+pub fn connect_with_limit(addr: SocketAddr, limit: Duration) -> Result<OwnedFd, Errno> {
+    let fd = socket::socket(
+        family_of(addr.ip()),
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    set_timeouts(fd.as_fd(), limit)?;
+    match addr {
+        SocketAddr::V4(a) => socket::connect(fd.as_raw_fd(), &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(a))?,
+    }
+    Ok(fd)
+}
+
+/// `shutdown(fd, SHUT_WR)`: send our end of file now, whoever else still holds the socket.
+pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write)
+}
+
+/// `waitpid(-1, WNOHANG)`: collect one child that has ended, if there is one; its pid.
+pub fn reap_any() -> Option<u32> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Err(Errno::EINTR) => continue,
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(status) => return status.pid().map(|p| p.as_raw() as u32),
+        }
+    }
+}
+
+/// How many clock ticks a second the CPU times in `/proc/PID/stat` count
+/// (`sysconf(_SC_CLK_TCK)`, almost always 100).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an integer and returns one; it touches no memory of ours.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
 }

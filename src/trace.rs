@@ -10,6 +10,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use anstyle::{AnsiColor, Style};
 use serde_json::{Value, json};
@@ -38,6 +39,18 @@ static LABEL: Mutex<String> = Mutex::new(String::new());
 /// While [`capture`] runs: the events, as JSON, instead of printing them.
 static CAPTURED: Mutex<Option<Vec<Value>>> = Mutex::new(None);
 
+// Copies of the settings that the hot path reads without a lock: a primary under load asks
+// "is anyone listening?" several times per connection, and the answer must cost nothing when
+// it is "no" (see [`enabled`]). [`refresh`] keeps them in step with `CONFIG` and `CAPTURED`.
+/// Some event would be printed or captured.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+/// Syscall lines would be printed or captured.
+static SYSCALLS: AtomicBool = AtomicBool::new(true);
+/// `--trace-wire` lines would be printed.
+static WIRE: AtomicBool = AtomicBool::new(false);
+/// The [`Format`], as a number (see [`format`]).
+static FORMAT: AtomicU8 = AtomicU8::new(0);
+
 /// The environment variable through which a primary hands its trace settings to the
 /// workers it forks (they re-run the same program, and must print the same way).
 pub const ENV: &str = "CLUSTER_WALKTHROUGH_TRACE";
@@ -52,7 +65,33 @@ pub fn init(format: Format, syscalls: bool, wire: bool) {
         syscalls,
         wire,
     });
+    refresh();
 }
+
+/// Bring the lock-free copies of the settings up to date.
+fn refresh() {
+    let c = config();
+    let capturing = CAPTURED.lock().unwrap_or_else(|p| p.into_inner()).is_some();
+    let on = c.format != Format::Off || capturing;
+    ENABLED.store(on, Ordering::Relaxed);
+    SYSCALLS.store(on && c.syscalls, Ordering::Relaxed);
+    WIRE.store(c.wire && c.format != Format::Off, Ordering::Relaxed);
+    FORMAT.store(c.format as u8, Ordering::Relaxed);
+}
+
+// ANCHOR: enabled
+/// Whether any event would be printed (or captured) at all. Callers on a hot path check it
+/// before they build a line: `if trace::enabled() { trace::step(&format!(...)) }` prints
+/// exactly what the plain call prints, and allocates nothing when tracing is off.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Whether [`syscall`] lines would be printed (or captured): the same guard for them.
+pub fn syscalls_enabled() -> bool {
+    SYSCALLS.load(Ordering::Relaxed)
+}
+// ANCHOR_END: enabled
 
 /// Turn the wire trace on or off (and keep the rest).
 pub fn set_wire(wire: bool) {
@@ -112,12 +151,16 @@ fn config() -> Config {
 
 /// Whether `--trace-wire` is on (callers skip building the line when it is not).
 pub fn wire_enabled() -> bool {
-    config().wire && config().format != Format::Off
+    WIRE.load(Ordering::Relaxed)
 }
 
 /// The current output format.
 pub fn format() -> Format {
-    config().format
+    match FORMAT.load(Ordering::Relaxed) {
+        x if x == Format::Json as u8 => Format::Json,
+        x if x == Format::Off as u8 => Format::Off,
+        _ => Format::Text,
+    }
 }
 
 /// Name the process (or the part of it) that the next lines speak for.
@@ -219,12 +262,14 @@ fn event_json(kind: Kind, text: &str, extra: Option<Value>) -> Value {
 /// printed; returns them with `f`'s result. Other processes print as usual.
 pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<Value>) {
     *CAPTURED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Vec::new());
+    refresh();
     let out = f();
     let events = CAPTURED
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take()
         .unwrap_or_default();
+    refresh();
     (out, events)
 }
 
@@ -258,7 +303,7 @@ pub fn step(text: &str) {
 
 /// A syscall and its result, in strace's form: `bind(3, 127.0.0.1:8000) = 0`.
 pub fn syscall(call: &str, result: &str) {
-    if config().syscalls {
+    if syscalls_enabled() {
         emit(
             Kind::Syscall,
             &format!("{call} = {result}"),
@@ -269,7 +314,7 @@ pub fn syscall(call: &str, result: &str) {
 
 /// A syscall that was *not* made, and why (the reader must see the absence too).
 pub fn syscall_skipped(call: &str, why: &str) {
-    if config().syscalls {
+    if syscalls_enabled() {
         emit(
             Kind::Syscall,
             &format!("{call} not called: {why}"),

@@ -1,20 +1,372 @@
-//! `cluster-walkthrough bench`: what each way of sharing a port costs. (Being written.)
+//! `cluster-walkthrough bench`: what each way of sharing a port costs, measured on this
+//! machine (chapter 11).
+//!
+//! For every worker count, round after round, every strategy in turn (A B C ... A B C ...,
+//! so that whatever the machine does meanwhile hits them all alike): start the servers
+//! ([`servers`]), warm them up until every worker has answered, read the primary's CPU time,
+//! run the load ([`load`]) for a fixed time, read the CPU time again, stop the servers. The
+//! arithmetic is in [`stats`]; the table, the JSON and the chart in [`report`].
+//!
+//! Build it with `--release`: a debug build measures the debug build.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub mod load;
+pub mod report;
+pub mod servers;
+pub mod stats;
+
+use servers::{Launcher, RunningServer, Strategy};
 
 /// `cluster-walkthrough bench` options.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct BenchArgs {
-    /// A short run (under 20 seconds)
+    /// A short run (under 20 seconds): 2 workers, 2 rounds of 0.5 s
     #[arg(long)]
     pub quick: bool,
-    /// One JSON object with every measurement
+    /// One JSON object with every measurement, on stdout (instead of the table)
     #[arg(long)]
     pub json: bool,
+    /// Worker counts to measure, e.g. 1,2,4,8 [default: 2,4; with --quick: 2]
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    pub workers: Vec<u32>,
+    /// Concurrent clients, each opening a new connection per request [default: 8]
+    #[arg(long, value_name = "C")]
+    pub clients: Option<usize>,
+    /// Seconds of load per run [default: 2; with --quick: 0.5]
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Rounds; each round runs every strategy once [default: 3; with --quick: 2]
+    #[arg(long, value_name = "R")]
+    pub rounds: Option<u32>,
+    /// Only these strategies: rr, none, prefork, reuseport, fork, node-rr, node-none
+    /// [default: all; Node's only when `node` runs]
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub strategies: Vec<String>,
+    /// Write the chart (connections/s of each strategy against workers) as SVG
+    #[arg(long, value_name = "PATH")]
+    pub svg: Option<PathBuf>,
+    /// Also write the table to this file
+    #[arg(long, value_name = "PATH")]
+    pub table: Option<PathBuf>,
+    /// (internal) Serve as a benchmark helper: STRATEGY:WORKERS:PORT:SECONDS
+    #[arg(long, hide = true, value_name = "SPEC")]
+    pub role: Option<String>,
+}
+
+/// Why the benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{strategy}: the server did not start: {why}")]
+    Start { strategy: &'static str, why: String },
+    #[error("{strategy} with {workers} workers: {why}")]
+    Run {
+        strategy: &'static str,
+        workers: u32,
+        why: String,
+    },
+    #[error("cannot write {path}: {why}")]
+    Write { path: String, why: String },
+    #[error("interrupted; every server was stopped")]
+    Interrupted,
+}
+
+// ANCHOR: plan
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub workers: Vec<u32>,
+    pub clients: usize,
+    pub duration: Duration,
+    pub rounds: u32,
+    pub strategies: Vec<Strategy>,
+    /// The port for every server (0: a free one each time).
+    pub port: u16,
+    /// `node --version`, when Node's strategies are in the plan.
+    pub node: Option<String>,
+}
+// ANCHOR_END: plan
+
+impl Plan {
+    /// The plan the command line asks for, with the defaults filled in.
+    pub fn from_args(args: &BenchArgs) -> Result<Plan, BenchError> {
+        let q = args.quick;
+        let workers = match args.workers.is_empty() {
+            true if q => vec![2],
+            true => vec![2, 4],
+            false => args.workers.clone(),
+        };
+        if let Some(w) = workers.iter().find(|w| !(1..=64).contains(*w)) {
+            return Err(BenchError::BadInput(format!(
+                "--workers {w} is out of range: choose 1 to 64"
+            )));
+        }
+        let clients = args.clients.unwrap_or(8);
+        if !(1..=256).contains(&clients) {
+            return Err(BenchError::BadInput("--clients must be 1 to 256".into()));
+        }
+        let secs = args.duration.unwrap_or(if q { 0.5 } else { 2.0 });
+        if !(0.05..=600.0).contains(&secs) {
+            return Err(BenchError::BadInput(
+                "--duration must be 0.05 to 600 seconds".into(),
+            ));
+        }
+        let rounds = args.rounds.unwrap_or(if q { 2 } else { 3 });
+        if !(1..=100).contains(&rounds) {
+            return Err(BenchError::BadInput("--rounds must be 1 to 100".into()));
+        }
+        let node = servers::node_version();
+        let strategies = pick_strategies(&args.strategies, node.is_some())?;
+        let node = node.filter(|_| strategies.iter().any(|s| s.is_node()));
+        Ok(Plan {
+            workers,
+            clients,
+            duration: Duration::from_secs_f64(secs),
+            rounds,
+            strategies,
+            port: 0,
+            node,
+        })
+    }
+
+    /// How many server runs the plan makes.
+    pub fn runs(&self) -> u64 {
+        (self.workers.len() * self.strategies.len()) as u64 * u64::from(self.rounds)
+    }
+}
+
+/// `--strategies`, or all of them (Node's only when `node` runs).
+fn pick_strategies(names: &[String], have_node: bool) -> Result<Vec<Strategy>, BenchError> {
+    if names.is_empty() {
+        let all = Strategy::ALL.into_iter();
+        return Ok(all.filter(|s| have_node || !s.is_node()).collect());
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let s = Strategy::from_name(name).ok_or_else(|| {
+            BenchError::BadInput(format!(
+                "--strategies: no strategy {name:?} (rr, none, prefork, reuseport, fork, node-rr, node-none)"
+            ))
+        })?;
+        if s.is_node() && !have_node {
+            return Err(BenchError::BadInput(format!(
+                "--strategies {name}: `node` does not run here (or tests/node/bench-cluster.js is missing)"
+            )));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// One measured run: one strategy, one worker count, one round.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub strategy: Strategy,
+    pub workers: u32,
+    pub round: u32,
+    pub connections: u64,
+    pub errors: u64,
+    pub conn_per_s: f64,
+    pub latency: stats::Latency,
+    /// `counts[i]`: connections answered by worker `i + 1` (empty for fork per connection).
+    pub counts: Vec<u64>,
+    pub fairness: Option<stats::Fairness>,
+    /// The primary's CPU time per connection, in microseconds.
+    pub primary_cpu_us: Option<f64>,
+}
+
+// ANCHOR: rounds
+/// Run the plan: for each worker count, `rounds` rounds of every strategy in turn.
+pub fn run(
+    plan: &Plan,
+    launcher: Launcher,
+    progress: &ProgressBar,
+) -> Result<Vec<RunResult>, BenchError> {
+    let mut results = Vec::new();
+    for &workers in &plan.workers {
+        for round in 1..=plan.rounds {
+            for &strategy in &plan.strategies {
+                progress.set_message(format!(
+                    "{workers} workers, round {round}/{}: {}",
+                    plan.rounds,
+                    strategy.label()
+                ));
+                results.push(run_one(plan, launcher, strategy, workers, round)?);
+                progress.inc(1);
+            }
+        }
+    }
+    Ok(results)
+}
+// ANCHOR_END: rounds
+
+/// How long the warm-up may wait for every worker to answer.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
+
+// ANCHOR: run_one
+/// Start, warm up, measure, stop: one strategy with `workers` workers.
+fn run_one(
+    plan: &Plan,
+    launcher: Launcher,
+    strategy: Strategy,
+    workers: u32,
+    round: u32,
+) -> Result<RunResult, BenchError> {
+    let lifetime = plan.duration + WARM_UP_LIMIT + Duration::from_secs(30);
+    let server = RunningServer::start(strategy, workers, plan.port, launcher, lifetime)?;
+    let mut load = load::Load {
+        addr: server.addr,
+        clients: plan.clients,
+        duration: Duration::from_millis(100),
+        max_connections: 10_000_000,
+        step_limit: Duration::from_secs(2),
+    };
+    warm_up(&load, strategy, workers).map_err(|why| BenchError::Run {
+        strategy: strategy.name(),
+        workers,
+        why,
+    })?;
+    load.duration = plan.duration;
+    let hz = crate::sys::clock_ticks_per_second();
+    let before = server.primary_cpu_ticks();
+    let mut tally = load::run(&load, crate::sys::interrupted);
+    let after = server.primary_cpu_ticks();
+    drop(server); // stopped and reaped before the next one starts
+    if crate::sys::interrupted() {
+        return Err(BenchError::Interrupted);
+    }
+    let counts = match strategy.has_workers() {
+        true => tally.counts(workers as usize),
+        false => Vec::new(),
+    };
+    Ok(RunResult {
+        strategy,
+        workers,
+        round,
+        connections: tally.completed,
+        errors: tally.errors,
+        conn_per_s: stats::per_second(tally.completed, plan.duration),
+        latency: stats::latency(&mut tally.latencies_us),
+        fairness: strategy.has_workers().then(|| stats::fairness(&counts)),
+        counts,
+        primary_cpu_us: before
+            .zip(after)
+            .and_then(|(b, a)| stats::cpu_us_per_connection(b, a, hz, tally.completed)),
+    })
+}
+// ANCHOR_END: run_one
+
+/// Short loads until every worker has answered at least once (one answer for fork per
+/// connection): the servers are up, and no worker is still starting when the clock runs.
+fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), String> {
+    let want = if strategy.has_workers() {
+        workers as usize
+    } else {
+        1
+    };
+    let deadline = std::time::Instant::now() + WARM_UP_LIMIT;
+    let mut seen = load::Tally::default();
+    loop {
+        let t = load::run(load, crate::sys::interrupted);
+        seen.answered
+            .resize(seen.answered.len().max(t.answered.len()), 0);
+        for (i, n) in t.answered.iter().enumerate() {
+            seen.answered[i] += n;
+        }
+        if seen.workers_seen() >= want || crate::sys::interrupted() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "only {} of {want} workers answered within {WARM_UP_LIMIT:?}",
+                seen.workers_seen()
+            ));
+        }
+    }
+}
+
+/// The progress bar on stderr (hidden when stderr is not a terminal).
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg}",
+    )
+    .expect("a valid template");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 /// The whole command.
-pub fn main(_args: &BenchArgs) -> ExitCode {
-    eprintln!("error: the benchmark is not written yet");
-    ExitCode::FAILURE
+pub fn main(args: &BenchArgs) -> ExitCode {
+    if let Some(spec) = &args.role {
+        return servers::serve_role(spec);
+    }
+    crate::sys::install_interrupt_handler();
+    let plan = match Plan::from_args(args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "note: this is a debug build, which measures the debug build; use `cargo run --release -- bench`"
+        );
+    }
+    let bar = progress_bar(plan.runs());
+    let started = std::time::SystemTime::now();
+    let results = run(&plan, Launcher::Subcommand, &bar);
+    bar.finish_and_clear();
+    let results = match results {
+        Ok(r) => r,
+        Err(BenchError::Interrupted) => {
+            eprintln!("interrupted; every server was stopped");
+            return ExitCode::from(130);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = report::Report::new(&plan, results, report::Machine::this_one(&plan, started));
+    match write_outputs(args, &report) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The table (or the JSON) on stdout, and the files asked for.
+fn write_outputs(args: &BenchArgs, report: &report::Report) -> Result<(), BenchError> {
+    let table = report.table();
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{table}");
+    }
+    if let Some(path) = &args.table {
+        std::fs::write(path, &table).map_err(|e| BenchError::Write {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+    }
+    if let Some(path) = &args.svg {
+        report.svg(path).map_err(|why| BenchError::Write {
+            path: path.display().to_string(),
+            why,
+        })?;
+    }
+    Ok(())
 }

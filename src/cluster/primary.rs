@@ -13,7 +13,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use serde_json::{Map, Value, json};
@@ -105,26 +105,65 @@ pub struct Worker {
 /// What the primary waits for after a `newconn`: the worker's `{accepted}`.
 struct NewConnCallback {
     worker: u32,
-    key: String,
+    /// The handle's key (shared, not copied: one callback per connection).
+    key: Rc<str>,
     conn: Rc<OwnedFd>,
 }
 
+// ANCHOR: newconn_line
+/// A round-robin key's `newconn` line, rendered once. Every connection sends the same bytes
+/// but for its `seq`, so per connection only that number is written: no JSON is built.
+/// (Node builds the object each time; the bytes on the wire are the same.)
+struct NewConnLine {
+    key: Rc<str>,
+    /// `{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn","key":"K","seq":`
+    head: Vec<u8>,
+}
+
+impl NewConnLine {
+    fn new(key: &str) -> Self {
+        // Rendered by serde_json itself, so the key is escaped exactly as a Value would be;
+        // `seq` 0 marks where the number goes.
+        let msg = json!({"cmd": "NODE_CLUSTER", "act": "newconn", "key": key, "seq": 0});
+        let wrapped = json!({"cmd": "NODE_HANDLE", "type": "net.Native", "msg": msg});
+        let text = wrapped.to_string();
+        let head = text
+            .strip_suffix("0}}")
+            .expect("seq is the last field")
+            .as_bytes();
+        Self {
+            key: Rc::from(key),
+            head: head.to_vec(),
+        }
+    }
+
+    /// The whole line for one connection (without its `\n`).
+    fn line(&self, seq: u64) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut line = Vec::with_capacity(self.head.len() + 24);
+        line.extend_from_slice(&self.head);
+        let _ = write!(line, "{seq}}}}}");
+        line
+    }
+}
+// ANCHOR_END: newconn_line
+
 enum Handle {
-    RoundRobin(Box<RoundRobinHandle>),
+    RoundRobin(Box<RoundRobinHandle>, Rc<NewConnLine>),
     Shared(SharedHandle),
 }
 
 impl Handle {
     fn contains(&self, worker: u32) -> bool {
         match self {
-            Handle::RoundRobin(h) => h.contains(worker),
+            Handle::RoundRobin(h, _) => h.contains(worker),
             Handle::Shared(h) => h.contains(worker),
         }
     }
 
     fn remove(&mut self, worker: u32) -> bool {
         match self {
-            Handle::RoundRobin(h) => h.remove(worker),
+            Handle::RoundRobin(h, _) => h.remove(worker),
             Handle::Shared(h) => h.remove(worker),
         }
     }
@@ -144,6 +183,11 @@ pub struct Primary {
     events: VecDeque<Event>,
     /// Every message the primary sent or received, when asked to keep them.
     wire_log: Option<WireLog>,
+    /// The poll set and who owns each entry, kept from turn to turn (no allocation per turn).
+    pollset: sys::PollSet,
+    owners: Vec<Owner>,
+    /// When every worker was last checked for an exit (see [`Primary::reap`]).
+    last_sweep: Instant,
 }
 
 impl Primary {
@@ -158,6 +202,9 @@ impl Primary {
             callbacks: HashMap::new(),
             events: VecDeque::new(),
             wire_log: None,
+            pollset: sys::PollSet::new(),
+            owners: Vec::new(),
+            last_sweep: Instant::now(),
         }
     }
 
@@ -313,45 +360,62 @@ impl Primary {
     /// or one of the caller's `extra` fds; handle channels first, then accepts. Returns how
     /// the `extra` fds are.
     pub fn poll(&mut self, extra: &[(RawFd, bool)], timeout: Duration) -> Vec<PollReady> {
-        let mut fds: Vec<(RawFd, bool)> = Vec::new();
-        let mut owners: Vec<Owner> = Vec::new();
+        let mut set = std::mem::take(&mut self.pollset);
+        let mut owners = std::mem::take(&mut self.owners);
+        set.clear();
+        owners.clear();
         for w in self.workers.values() {
             if let Some(ch) = &w.channel {
-                fds.push((ch.fd().as_raw_fd(), ch.wants_write()));
+                set.push(ch.fd().as_raw_fd(), ch.wants_write());
                 owners.push(Owner::Channel(w.id));
             }
         }
-        for (key, h) in &self.handles {
-            if let Handle::RoundRobin(rr) = h
+        for h in self.handles.values() {
+            if let Handle::RoundRobin(rr, line) = h
                 && let Some(fd) = rr.fd()
             {
-                fds.push((fd.as_raw_fd(), false));
-                owners.push(Owner::Listener(key.clone()));
+                set.push(fd.as_raw_fd(), false);
+                owners.push(Owner::Listener(line.clone()));
             }
         }
-        let first_extra = fds.len();
-        fds.extend_from_slice(extra);
+        let first_extra = set.len();
+        for &(fd, write) in extra {
+            set.push(fd, write);
+        }
         let timeout = if self.workers.values().any(|w| w.channel.is_none()) {
             timeout.min(Duration::from_millis(5)) // someone to reap soon
         } else {
             timeout
         };
-        let ready =
-            sys::poll_raw(&fds, timeout).unwrap_or_else(|_| vec![PollReady::default(); fds.len()]);
-        for (owner, r) in owners.iter().zip(&ready) {
+        let _ = set.wait(timeout); // an error reads as "nothing ready"
+        for (i, owner) in owners.iter().enumerate() {
             if let Owner::Channel(id) = owner {
-                self.on_channel(*id, *r);
+                self.on_channel(*id, set.ready(i));
             }
         }
-        for (owner, r) in owners.iter().zip(&ready) {
-            if let (Owner::Listener(key), true) = (owner, r.readable) {
-                self.accept_all(key);
+        for (i, owner) in owners.iter().enumerate() {
+            if let (Owner::Listener(line), true) = (owner, set.ready(i).readable) {
+                self.accept_all(line);
             }
         }
+        self.flush_all();
         self.reap();
-        ready[first_extra..].to_vec()
+        let ready = (first_extra..set.len()).map(|i| set.ready(i)).collect();
+        self.pollset = set;
+        self.owners = owners;
+        ready
     }
     // ANCHOR_END: poll
+
+    /// The end of a turn: whatever the channels hold back goes out now (see `channel.rs`:
+    /// only when nothing is traced do plain messages wait for this).
+    fn flush_all(&mut self) {
+        for w in self.workers.values_mut() {
+            if let Some(ch) = w.channel.as_mut().filter(|ch| ch.wants_write()) {
+                ch.flush();
+            }
+        }
+    }
 
     fn on_channel(&mut self, id: u32, r: PollReady) {
         let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else {
@@ -415,11 +479,19 @@ impl Primary {
         self.events.push_back(Event::Disconnect { id });
     }
 
-    /// SIGCHLD's job: collect the exit status of every worker that ended.
+    // ANCHOR: reap
+    /// SIGCHLD's job: collect the exit status of every worker that ended. A worker that
+    /// exits closes its channel, so only workers whose channel is gone are asked
+    /// (`waitpid`) on every turn; all of them only every 100 ms, in case one ended with its
+    /// channel still open elsewhere. That keeps `waitpid` out of the per-connection path.
     fn reap(&mut self) {
+        let sweep = self.last_sweep.elapsed() >= Duration::from_millis(100);
+        if sweep {
+            self.last_sweep = Instant::now();
+        }
         let mut gone = Vec::new();
         for w in self.workers.values_mut() {
-            if w.exited {
+            if w.exited || (w.channel.is_some() && !sweep) {
                 continue;
             }
             if let Ok(Some(status)) = w.child.try_wait() {
@@ -459,6 +531,7 @@ impl Primary {
             self.workers.remove(&id);
         }
     }
+    // ANCHOR_END: reap
 
     // ANCHOR: onmessage
     /// `onmessage` and `methodMessageMapping`: replies go to their callback (matched by
@@ -574,7 +647,7 @@ impl Primary {
         }
         trace::note("new RoundRobinHandle: the primary binds and listens, then accepts");
         RoundRobinHandle::new(key, address, q.port, q.backlog)
-            .map(|h| Handle::RoundRobin(Box::new(h)))
+            .map(|h| Handle::RoundRobin(Box::new(h), Rc::new(NewConnLine::new(key))))
     }
     // ANCHOR_END: create_handle
 
@@ -589,16 +662,17 @@ impl Primary {
             return self.drop_worker(id, &what);
         }
         match handle {
-            Handle::RoundRobin(rr) => {
+            Handle::RoundRobin(rr, line) => {
                 let sockname = rr.sockname();
                 let next = rr.add(id);
+                let line = line.clone();
                 let reply = reply_fields(None, key, q.seq, Some(sockname));
                 trace::step(&format!(
                     "reply to worker {id}: errno null, sockname {sockname}"
                 ));
                 self.send(id, reply);
                 if let Some(h) = next {
-                    self.do_handoff(key, h);
+                    self.do_handoff(&line, h);
                 }
             }
             Handle::Shared(shared) => match shared.add(id) {
@@ -632,9 +706,9 @@ impl Primary {
     // ANCHOR: accept
     /// libuv's accept loop on a round-robin socket: accept until `EAGAIN`, and give each
     /// connection to `distribute`.
-    fn accept_all(&mut self, key: &str) {
+    fn accept_all(&mut self, line: &Rc<NewConnLine>) {
         loop {
-            let Some(Handle::RoundRobin(rr)) = self.handles.get_mut(key) else {
+            let Some(Handle::RoundRobin(rr, _)) = self.handles.get_mut(&*line.key) else {
                 return;
             };
             let Some(fd) = rr.fd() else { return };
@@ -644,26 +718,32 @@ impl Primary {
                 Err(_) => return, // Node ignores accept errors in distribute()
             };
             if let Some(h) = rr.distribute(conn) {
-                self.do_handoff(key, h);
+                self.do_handoff(line, h);
             }
         }
     }
 
     /// The sending half of `handoff`: `newconn` with the connection's fd, and a callback for
-    /// the worker's `{accepted}`.
-    fn do_handoff(&mut self, key: &str, h: Handoff) {
+    /// the worker's `{accepted}`. The line is the handle's, rendered once (`NewConnLine`);
+    /// the trace line is built only if someone reads it.
+    fn do_handoff(&mut self, line: &Rc<NewConnLine>, h: Handoff) {
         let conn = Rc::new(h.conn);
         let raw = conn.as_raw_fd();
-        let fields = utils::fields(&[("act", json!("newconn")), ("key", json!(key))]);
-        trace::step(&format!(
-            "newconn -> worker {} (connection fd {raw})",
-            h.worker
-        ));
-        match self.send_handle(h.worker, fields, conn.clone(), HandleType::NetNative) {
-            Some(seq) => {
+        if trace::enabled() {
+            trace::step(&format!(
+                "newconn -> worker {} (connection fd {raw})",
+                h.worker
+            ));
+        }
+        let channel = self.workers.get_mut(&h.worker);
+        match channel.and_then(|w| w.channel.as_mut()) {
+            Some(ch) => {
+                // `sendHelper`'s seq, from the one counter every message takes its seq from.
+                let (_, seq) = utils::envelope(Map::new());
+                ch.send_handle_line(line.line(seq), conn.clone(), HandleType::NetNative);
                 let cb = NewConnCallback {
                     worker: h.worker,
-                    key: key.to_string(),
+                    key: line.key.clone(),
                     conn,
                 };
                 self.callbacks.insert(seq, cb);
@@ -692,9 +772,10 @@ impl Primary {
             .and_then(Value::as_bool)
             .unwrap_or(false);
         let raw = cb.conn.as_raw_fd();
-        let Some(Handle::RoundRobin(rr)) = self.handles.get_mut(&cb.key) else {
+        let Some(Handle::RoundRobin(rr, line)) = self.handles.get_mut(&*cb.key) else {
             return;
         };
+        let line = line.clone();
         let conn = match Rc::try_unwrap(cb.conn) {
             Ok(conn) => conn,
             Err(_still_queued) => {
@@ -704,12 +785,14 @@ impl Primary {
                     "worker {id} answered a newconn it had not received"
                 ));
                 if let Some(h) = rr.handoff(id) {
-                    self.do_handoff(&cb.key, h);
+                    self.do_handoff(&line, h);
                 }
                 return;
             }
         };
-        if accepted {
+        if !trace::enabled() {
+            // Nobody reads the lines below: skip building them.
+        } else if accepted {
             trace::step(&format!(
                 "worker {id} accepted: close({raw}), the primary's copy"
             ));
@@ -718,8 +801,8 @@ impl Primary {
                 "worker {id} refused: connection fd {raw} goes to another worker"
             ));
         }
-        for h in rr.on_reply(id, conn, accepted) {
-            self.do_handoff(&cb.key, h);
+        for h in rr.on_reply(id, conn, accepted).into_iter().flatten() {
+            self.do_handoff(&line, h);
         }
     }
 
@@ -766,7 +849,9 @@ impl Drop for Primary {
 
 enum Owner {
     Channel(u32),
-    Listener(String),
+    /// A round-robin handle's listening socket (named by its `newconn` line, which knows the
+    /// key: an `Rc`, so the poll set costs no allocation).
+    Listener(Rc<NewConnLine>),
 }
 
 /// The fields of a `queryServer` the primary uses, as a worker sent them.
@@ -878,6 +963,21 @@ mod tests {
         );
         assert!(Query::parse(&json!({"port": 80, "addressType": "tcp9", "seq": 1})).is_none());
         assert!(Query::parse(&json!({"port": 70000, "addressType": 4, "seq": 1})).is_none());
+    }
+
+    #[test]
+    fn a_prerendered_newconn_is_what_send_handle_would_write() {
+        for key in [
+            "127.0.0.1:0:4:undefined:0",
+            "null:8000:6:undefined:1",
+            "odd \"key\" \\ \u{1} é:1:4:undefined:0",
+        ] {
+            let fields = utils::fields(&[("act", json!("newconn")), ("key", json!(key))]);
+            let (msg, seq) = utils::envelope(fields);
+            let generic = json!({"cmd": "NODE_HANDLE", "type": "net.Native", "msg": msg});
+            let line = NewConnLine::new(key).line(seq);
+            assert_eq!(String::from_utf8(line).expect("utf-8"), generic.to_string());
+        }
     }
 
     #[test]

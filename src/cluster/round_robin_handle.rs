@@ -124,15 +124,16 @@ impl RoundRobinHandle {
     // ANCHOR: on_reply
     /// The worker's `{accepted}` answer to a `newconn`: close our copy if it took the
     /// connection, re-queue it for someone else if not. Either way the worker is free again.
-    pub fn on_reply(&mut self, worker: u32, conn: OwnedFd, accepted: bool) -> Vec<Handoff> {
-        let mut next = Vec::new();
-        if accepted {
-            drop(conn); // close(2): the worker has its own copy now
-        } else {
-            next.extend(self.distribute(conn));
-        }
-        next.extend(self.handoff(worker));
-        next
+    /// At most two hand-offs follow: the refused connection's, and this worker's next one.
+    pub fn on_reply(&mut self, worker: u32, conn: OwnedFd, accepted: bool) -> [Option<Handoff>; 2] {
+        let refused = match accepted {
+            true => {
+                drop(conn); // close(2): the worker has its own copy now
+                None
+            }
+            false => self.distribute(conn),
+        };
+        [refused, self.handoff(worker)]
     }
     // ANCHOR_END: on_reply
 

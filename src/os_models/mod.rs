@@ -33,6 +33,7 @@ pub mod echo;
 pub mod fork_per_connection;
 pub mod prefork;
 pub mod reuseport;
+pub mod serve;
 
 /// The longest any single wait in these models may take: an accept, a read, a child's
 /// start. Nothing here can hang a reader for longer.

@@ -1,0 +1,257 @@
+//! The benchmark (chapter 11): its statistics, its report's arithmetic, and a tiny bounded
+//! run end to end. No assertion here is about speed: the numbers belong to the machine.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use cluster_walkthrough::bench::report::{Machine, Report};
+use cluster_walkthrough::bench::servers::Strategy;
+use cluster_walkthrough::bench::{Plan, RunResult, stats};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
+
+#[test]
+fn percentiles_are_nearest_rank() {
+    let mut v: Vec<u32> = (1..=1000).rev().collect();
+    let l = stats::latency(&mut v);
+    assert_eq!(l.p50_us, Some(500));
+    assert_eq!(l.p99_us, Some(990));
+    assert_eq!(stats::percentile(&[5, 9], 50.0), Some(5));
+    assert_eq!(stats::percentile(&[5, 9], 51.0), Some(9));
+    assert_eq!(stats::latency(&mut []).p99_us, None);
+}
+
+#[test]
+fn fairness_is_shares_and_max_over_min() {
+    let f = stats::fairness(&[600, 200, 200]);
+    assert_eq!(f.shares, vec![0.6, 0.2, 0.2]);
+    assert_eq!(f.max_min, Some(3.0));
+    assert_eq!(
+        stats::fairness(&[10, 0]).max_min,
+        None,
+        "an idle worker: infinite"
+    );
+}
+
+fn result(strategy: Strategy, workers: u32, round: u32, conn_per_s: f64) -> RunResult {
+    let counts = vec![10; workers as usize];
+    RunResult {
+        strategy,
+        workers,
+        round,
+        connections: 10 * u64::from(workers),
+        errors: 0,
+        conn_per_s,
+        latency: stats::Latency {
+            p50_us: Some(100),
+            p99_us: Some(400),
+        },
+        fairness: Some(stats::fairness(&counts)),
+        counts,
+        primary_cpu_us: None,
+    }
+}
+
+fn plan(strategies: Vec<Strategy>, rounds: u32) -> Plan {
+    Plan {
+        workers: vec![2],
+        clients: 4,
+        duration: Duration::from_millis(100),
+        rounds,
+        strategies,
+        port: 0,
+        node: None,
+    }
+}
+
+#[test]
+fn ratios_are_taken_per_round_then_the_median() {
+    use Strategy::{NodeRr, Reuseport, Rr};
+    let p = plan(vec![Rr, Reuseport, NodeRr], 3);
+    // The machine got twice as fast in round 2: per-round ratios do not care.
+    let runs = vec![
+        result(Rr, 2, 1, 100.0),
+        result(Reuseport, 2, 1, 130.0),
+        result(NodeRr, 2, 1, 40.0),
+        result(Rr, 2, 2, 200.0),
+        result(Reuseport, 2, 2, 280.0),
+        result(NodeRr, 2, 2, 80.0),
+        result(Rr, 2, 3, 100.0),
+        result(Reuseport, 2, 3, 120.0),
+        result(NodeRr, 2, 3, 50.0),
+    ];
+    let r = Report::new(&p, runs, Machine::this_one(&p, SystemTime::now()));
+    let reuse = r
+        .summary
+        .iter()
+        .find(|s| s.strategy == Reuseport)
+        .expect("a summary for SO_REUSEPORT");
+    assert_eq!(reuse.vs_rr_per_round, vec![Some(1.3), Some(1.4), Some(1.2)]);
+    assert_eq!(reuse.vs_rr, Some(1.3));
+    assert_eq!(reuse.conn_per_s, 130.0, "the median over rounds");
+    let targets = r.targets();
+    assert_eq!(targets.len(), 1);
+    let (w, rr_over_node, reuseport_over_rr) = targets[0];
+    assert_eq!(w, 2);
+    assert_eq!(rr_over_node, Some(2.5), "1 / median(0.4, 0.4, 0.5)");
+    assert_eq!(reuseport_over_rr, Some(1.3));
+    let table = r.table();
+    assert!(table.contains("1.30 1.40 1.20"), "{table}");
+    assert!(table.contains("our rr / Node rr = 2.50"), "{table}");
+}
+
+/// Every process a test run started carries this in its environment.
+const MARK: &str = "CLUSTER_WALKTHROUGH_BENCH_TEST";
+
+/// Processes still alive with `MARK=value` in their environment, after giving the last ones
+/// killed (at most 2 s) to go.
+fn marked_processes(value: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = marked_once(value);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn marked_once(value: &str) -> Vec<String> {
+    let needle = format!("{MARK}={value}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_tiny_run_answers_on_every_strategy_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let svg = dir.path().join("chart.svg");
+    let table = dir.path().join("table.txt");
+    let mark = format!("tiny-{}", std::process::id());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["bench", "--quick", "--duration", "0.1", "--rounds", "1"])
+        .args(["--workers", "2", "--clients", "2", "--json", "--svg"])
+        .arg(&svg)
+        .arg("--table")
+        .arg(&table)
+        .env(MARK, &mark);
+    let run = common::run(cmd, Duration::from_secs(120));
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).expect("one JSON object on stdout");
+
+    for key in ["machine", "plan", "runs", "summary", "targets"] {
+        assert!(v.get(key).is_some(), "no {key:?} in {v}");
+    }
+    assert_eq!(v["plan"]["workers"], serde_json::json!([2]));
+    let strategies: Vec<&str> = v["plan"]["strategies"]
+        .as_array()
+        .expect("strategies")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let node = Command::new("node").arg("--version").output();
+    let have_node = node.is_ok_and(|o| o.status.success());
+    let mut expected = vec!["rr", "none", "prefork", "reuseport", "fork"];
+    if have_node {
+        expected.extend(["node-rr", "node-none"]);
+    }
+    assert_eq!(strategies, expected);
+
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), strategies.len(), "one run per strategy");
+    for r in runs {
+        let name = r["strategy"].as_str().expect("a strategy name");
+        let connections = r["connections"].as_u64().expect("connections");
+        assert!(connections > 0, "{name} answered nothing: {r}");
+        for key in [
+            "conn_per_s",
+            "latency_us",
+            "errors",
+            "primary_cpu_us_per_conn",
+        ] {
+            assert!(r.get(key).is_some(), "{name}: no {key:?} in {r}");
+        }
+        let per_worker = r["per_worker"].as_array().expect("per_worker");
+        if name == "fork" {
+            assert!(per_worker.is_empty(), "fork per connection has no workers");
+            assert!(r["max_min"].is_null());
+        } else {
+            assert_eq!(per_worker.len(), 2, "{name}: {r}");
+            let sum: u64 = per_worker.iter().filter_map(Value::as_u64).sum();
+            assert_eq!(sum, connections, "{name}: every answer named a worker");
+            assert_eq!(r["shares"].as_array().map(Vec::len), Some(2));
+        }
+        let has_primary = !matches!(name, "prefork" | "reuseport");
+        assert_eq!(
+            r["primary_cpu_us_per_conn"].is_null(),
+            !has_primary,
+            "{name}: a primary's CPU time exactly where there is a primary: {r}"
+        );
+    }
+    let summary = v["summary"].as_array().expect("summary");
+    let rr = summary
+        .iter()
+        .find(|s| s["strategy"] == "rr")
+        .expect("a summary for rr");
+    assert_eq!(rr["vs_rr"], 1.0);
+    assert!(v["targets"]["reuseport_over_rr"]["2"].is_number());
+
+    let chart = std::fs::read_to_string(&svg).expect("the chart was written");
+    assert!(
+        chart.starts_with("<svg"),
+        "{}",
+        &chart[..chart.len().min(80)]
+    );
+    assert!(chart.contains("our round robin"));
+    let text = std::fs::read_to_string(&table).expect("the table was written");
+    assert!(text.contains("SO_REUSEPORT"), "{text}");
+
+    assert_eq!(marked_processes(&mark), Vec::<String>::new(), "left behind");
+}
+
+#[test]
+fn the_chapter_program_prints_its_table() {
+    let mark = format!("chapter-{}", std::process::id());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ch11-cost"));
+    cmd.env(MARK, &mark);
+    let run = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
+    for needle in ["our round robin", "SO_REUSEPORT", "conn/s", "primary µs"] {
+        assert!(
+            run.stdout.contains(needle),
+            "no {needle:?} in:\n{}",
+            run.stdout
+        );
+    }
+    assert_eq!(marked_processes(&mark), Vec::<String>::new(), "left behind");
+}
+
+#[test]
+fn bad_flags_are_one_line_errors() {
+    for args in [
+        &["--workers", "0"][..],
+        &["--strategies", "carrier-pigeon"],
+        &["--duration", "0"],
+        &["--clients", "0"],
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("bench").args(args);
+        let run = common::run(cmd, Duration::from_secs(10));
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+}
