@@ -1129,7 +1129,9 @@ impl LabWorker {
                     return;
                 };
                 let first_new = self.conns.len();
-                while let Ok(Some(conn)) = sys::accept4(fd, true) {
+                // One accept per wake-up, as libuv 1.46 does; a worker that loses the race for
+                // a shared socket gets EAGAIN here.
+                if let Ok(Some(conn)) = sys::accept4(fd, true) {
                     if trace::enabled() {
                         trace::step(&format!(
                             "{}: accepted a connection itself (fd {})",

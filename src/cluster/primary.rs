@@ -395,7 +395,7 @@ impl Primary {
         }
         for (i, owner) in owners.iter().enumerate() {
             if let (Owner::Listener(line), true) = (owner, set.ready(i).readable) {
-                self.accept_all(line);
+                self.accept_one(line);
             }
         }
         self.flush_all();
@@ -704,22 +704,20 @@ impl Primary {
     }
 
     // ANCHOR: accept
-    /// libuv's accept loop on a round-robin socket: accept until `EAGAIN`, and give each
-    /// connection to `distribute`.
-    fn accept_all(&mut self, line: &Rc<NewConnLine>) {
-        loop {
-            let Some(Handle::RoundRobin(rr, _)) = self.handles.get_mut(&*line.key) else {
-                return;
-            };
-            let Some(fd) = rr.fd() else { return };
-            let conn = match sys::accept4(fd, trace::format() != trace::Format::Off) {
-                Ok(Some(conn)) => conn,
-                Ok(None) => return,
-                Err(_) => return, // Node ignores accept errors in distribute()
-            };
-            if let Some(h) = rr.distribute(conn) {
-                self.do_handoff(line, h);
-            }
+    /// A round-robin socket is readable: accept one connection and give it to `distribute`.
+    /// One per wake-up, as Node v20's libuv (1.46) does — under strace it never drains the
+    /// queue to `EAGAIN`; `poll` reports the socket again while connections wait.
+    fn accept_one(&mut self, line: &Rc<NewConnLine>) {
+        let Some(Handle::RoundRobin(rr, _)) = self.handles.get_mut(&*line.key) else {
+            return;
+        };
+        let Some(fd) = rr.fd() else { return };
+        let conn = match sys::accept4(fd, trace::format() != trace::Format::Off) {
+            Ok(Some(conn)) => conn,
+            Ok(None) | Err(_) => return, // Node ignores accept errors in distribute()
+        };
+        if let Some(h) = rr.distribute(conn) {
+            self.do_handoff(line, h);
         }
     }
 
@@ -739,7 +737,7 @@ impl Primary {
         match channel.and_then(|w| w.channel.as_mut()) {
             Some(ch) => {
                 // `sendHelper`'s seq, from the one counter every message takes its seq from.
-                let (_, seq) = utils::envelope(Map::new());
+                let seq = utils::next_seq();
                 ch.send_handle_line(line.line(seq), conn.clone(), HandleType::NetNative);
                 let cb = NewConnCallback {
                     worker: h.worker,

@@ -16,7 +16,7 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// `sendHelper`'s message: `{cmd: 'NODE_CLUSTER', ...message, seq}`. Returns the message and
 /// the seq it took (a reply to it will carry that number in `ack`).
 pub fn envelope(fields: Map<String, Value>) -> (Value, u64) {
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let seq = next_seq();
     let mut m = Map::new();
     m.insert("cmd".into(), json!("NODE_CLUSTER"));
     for (k, v) in fields {
@@ -28,6 +28,11 @@ pub fn envelope(fields: Map<String, Value>) -> (Value, u64) {
     (Value::Object(m), seq)
 }
 // ANCHOR_END: envelope
+
+/// Take the next `seq` of this process (for a message rendered without [`envelope`]).
+pub fn next_seq() -> u64 {
+    SEQ.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Build the fields of a message in order: `fields(&[("act", json!("online"))])`.
 pub fn fields(pairs: &[(&str, Value)]) -> Map<String, Value> {
