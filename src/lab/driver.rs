@@ -1,0 +1,301 @@
+//! The lab's primary side: fork the workers one after another, wait for their listens, make
+//! the client connections, kill a worker if asked, and disconnect them one by one — turning
+//! the cluster primary's events into the [`Outcome`].
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::outcome::Outcome;
+use super::{LabArgs, LabError, interrupted};
+use crate::channel::{WireLog, WireRecord};
+use crate::cluster::primary::{Event, Primary, Settings};
+use crate::http;
+use crate::sys;
+use crate::trace;
+
+pub(super) struct Lab {
+    /// `--exec`: how to start a worker that is not this program.
+    pub(super) foreign: Option<Settings>,
+    pub(super) primary: Primary,
+    pub(super) out: Outcome,
+    pub(super) log: Option<WireLog>,
+}
+
+impl Lab {
+    /// Turn the primary's events into the records.
+    pub(super) fn drain(&mut self) {
+        while let Some(ev) = self.primary.next_event() {
+            self.record(ev);
+        }
+    }
+
+    pub(super) fn record(&mut self, ev: Event) {
+        match ev {
+            Event::Online { .. } => {}
+            Event::Listening { id, port, .. } => {
+                let r = self.out.records.entry(id).or_default();
+                r.ports.push(port);
+                if r.foreign {
+                    trace::step(&format!("worker {id} is listening (port {port})"));
+                }
+            }
+            Event::Message { id, msg } => self.on_user_message(id, &msg),
+            Event::Disconnect { id } => self.out.records.entry(id).or_default().disconnected = true,
+            Event::Exit { id, code, signal } => {
+                let r = self.out.records.entry(id).or_default();
+                r.exit = Some((code, signal));
+                r.settled = true;
+            }
+            Event::Problem { what, .. } => self.out.problems.push(what),
+        }
+    }
+
+    pub(super) fn on_user_message(&mut self, id: u32, msg: &Value) {
+        let r = self.out.records.entry(id).or_default();
+        match msg.get("lab").and_then(Value::as_str) {
+            Some("ready") => {
+                r.settled = true;
+                if r.ports.is_empty() {
+                    let ports = msg.get("ports").and_then(Value::as_array);
+                    let ports = ports.into_iter().flatten().filter_map(Value::as_u64);
+                    r.ports = ports.map(|p| p as u16).collect();
+                }
+                // Printed once the worker is done, so its own lines cannot interleave.
+                for port in &r.ports {
+                    trace::step(&format!("worker {id} is listening (port {port})"));
+                }
+            }
+            // The worker exits after an error; it is settled once the primary has seen that.
+            Some("error") => r
+                .errors
+                .push(msg.get("error").cloned().unwrap_or(Value::Null)),
+            Some("served") => r.served += 1,
+            _ => {}
+        }
+    }
+
+    /// Run the loop until `done` or the deadline; returns whether `done` became true.
+    pub(super) fn pump_until(
+        &mut self,
+        limit: Duration,
+        done: impl Fn(&Outcome, &Primary) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.drain();
+            if done(&self.out, &self.primary) {
+                return true;
+            }
+            if Instant::now() >= deadline || sys::interrupted() {
+                return false;
+            }
+            self.primary.poll(&[], Duration::from_millis(20));
+        }
+    }
+
+    pub(super) fn start_workers(&mut self, args: &LabArgs) -> Result<(), LabError> {
+        let mut ids = Vec::new();
+        let servers = args.servers_per_worker as usize;
+        for n in 1..=args.workers {
+            let foreign = self
+                .foreign
+                .clone()
+                .filter(|_| args.exec_workers.is_empty() || args.exec_workers.contains(&n));
+            let id = match &foreign {
+                Some(settings) => self.primary.fork_with(settings)?,
+                None => self.primary.fork()?,
+            };
+            let pid = self.primary.pid(id).unwrap_or(0);
+            let r = self.out.records.entry(id).or_default();
+            r.pid = pid;
+            r.foreign = foreign.is_some();
+            ids.push(id);
+            if !args.parallel_start {
+                self.wait_settled(id, servers)?;
+            }
+        }
+        for id in ids {
+            self.wait_settled(id, servers)?;
+        }
+        Ok(())
+    }
+
+    /// Wait until a worker said it is ready (ours), has listened `servers` times (a foreign
+    /// worker, which does not speak the lab's messages), or has exited.
+    pub(super) fn wait_settled(&mut self, id: u32, servers: usize) -> Result<(), LabError> {
+        interrupted()?;
+        let ok = self.pump_until(Duration::from_secs(10), |o, _| {
+            o.records.get(&id).is_some_and(|r| {
+                r.settled || (r.foreign && r.ports.len() >= servers && servers > 0)
+            })
+        });
+        ok.then_some(()).ok_or(LabError::StartTimeout(id))
+    }
+
+    /// The port to connect to: what the first listening worker reported.
+    pub(super) fn target(&self, host: IpAddr) -> Option<SocketAddr> {
+        self.out
+            .records
+            .values()
+            .find_map(|r| r.ports.first())
+            .map(|p| SocketAddr::new(host, *p))
+    }
+
+    pub(super) fn connect_all(&mut self, args: &LabArgs, host: IpAddr) -> Result<(), LabError> {
+        if args.connections == 0 {
+            return Ok(());
+        }
+        let target = self.target(host).ok_or(LabError::NobodyListening)?;
+        trace::set_label("client");
+        trace::step(&format!(
+            "{} connections to {target}, one after another",
+            args.connections
+        ));
+        for n in 1..=args.connections {
+            interrupted()?;
+            if let (Some(id), Some(after)) = (args.kill_worker, args.after)
+                && after == n - 1
+            {
+                self.kill(id);
+            }
+            self.log_client("client", "primary", &format!("connection {n}"));
+            let who = if args.udp {
+                self.udp_request(target)
+            } else {
+                self.tcp_request(target)
+            };
+            trace::set_label("client");
+            match who {
+                Some(w) => trace::ok(&format!("connection {n} answered by worker {w}")),
+                None => trace::problem(&format!("connection {n}: no answer")),
+            }
+            let from = who.map_or("nobody".to_string(), |w| format!("worker {w}"));
+            self.log_client(&from, "client", &format!("answer to connection {n}"));
+            self.out.answered_by.push(who);
+        }
+        trace::set_label("primary");
+        Ok(())
+    }
+
+    /// `cluster.disconnect()`, one worker at a time so the trace reads the same on every run;
+    /// anything still there after a grace period is killed. Every worker is reaped.
+    pub(super) fn disconnect_one_by_one(&mut self) {
+        trace::set_label("primary");
+        trace::step("cluster.disconnect()");
+        for id in self.primary.worker_ids() {
+            self.primary.disconnect(id);
+            self.pump_until(Duration::from_secs(3), |o, _| {
+                o.records.get(&id).is_some_and(|r| r.exit.is_some())
+            });
+        }
+        self.primary.shutdown(Duration::from_secs(1));
+        self.drain();
+    }
+
+    /// The client's side of the story, for the recorded log.
+    pub(super) fn log_client(&self, from: &str, to: &str, line: &str) {
+        if let Some(log) = &self.log {
+            log.borrow_mut().push(WireRecord {
+                from: from.to_string(),
+                to: to.to_string(),
+                line: line.to_string(),
+                fd: false,
+            });
+        }
+    }
+
+    pub(super) fn kill(&mut self, id: u32) {
+        trace::set_label("primary");
+        self.primary.kill(id, nix::sys::signal::Signal::SIGKILL);
+        self.pump_until(Duration::from_secs(5), |o, _| {
+            o.records
+                .get(&id)
+                .is_some_and(|r| r.exit.is_some() && r.disconnected)
+        });
+    }
+
+    /// One HTTP request; the primary's loop runs while we wait for the answer.
+    pub(super) fn tcp_request(&mut self, target: SocketAddr) -> Option<u32> {
+        let limit = Duration::from_secs(5);
+        let mut stream = http::start_get(target, limit).ok()?;
+        let mut got = Vec::new();
+        let deadline = Instant::now() + limit;
+        trace::set_label("primary");
+        while Instant::now() < deadline {
+            let extra: [(RawFd, bool); 1] = [(stream.as_raw_fd(), false)];
+            let ready = self.primary.poll(&extra, Duration::from_millis(50));
+            self.drain();
+            if !ready.first().is_some_and(|r| r.readable) {
+                continue;
+            }
+            let mut chunk = [0u8; 1024];
+            match stream.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+        http::answered_by(&String::from_utf8_lossy(&got))
+    }
+
+    /// One UDP datagram; the reply names the worker.
+    pub(super) fn udp_request(&mut self, target: SocketAddr) -> Option<u32> {
+        let sock = std::net::UdpSocket::bind(SocketAddr::new(target.ip(), 0)).ok()?;
+        sock.set_nonblocking(true).ok()?;
+        sock.send_to(b"ping", target).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        trace::set_label("primary");
+        while Instant::now() < deadline {
+            let extra: [(RawFd, bool); 1] = [(sock.as_raw_fd(), false)];
+            let ready = self.primary.poll(&extra, Duration::from_millis(50));
+            self.drain();
+            if ready.first().is_some_and(|r| r.readable) {
+                let mut buf = [0u8; 256];
+                if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                    return http::answered_by(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        }
+        None
+    }
+
+    /// `--serve`: keep the cluster up for a reader's own `curl`.
+    pub(super) fn serve(&mut self, host: IpAddr, secs: u64) {
+        let Some(target) = self.target(host) else {
+            return;
+        };
+        trace::set_label("primary");
+        let how_long = if secs == 0 {
+            "until Ctrl-C".to_string()
+        } else {
+            format!("for {secs} s")
+        };
+        trace::step(&format!(
+            "serving on http://{target}/ {how_long}; try: curl http://{target}/"
+        ));
+        let limit = if secs == 0 {
+            Duration::from_secs(24 * 3600)
+        } else {
+            Duration::from_secs(secs)
+        };
+        let deadline = Instant::now() + limit;
+        // For the reliability tests only: prove that a primary that panics takes its
+        // workers with it (Drop kills and reaps them; the kernel's parent-death signal backs
+        // that up).
+        if std::env::var_os("CLUSTER_WALKTHROUGH_TEST_PANIC").is_some() {
+            panic!("CLUSTER_WALKTHROUGH_TEST_PANIC is set");
+        }
+        while Instant::now() < deadline && !sys::interrupted() && self.primary.has_workers() {
+            self.primary.poll(&[], Duration::from_millis(100));
+            self.drain();
+        }
+        if sys::interrupted() {
+            trace::step("interrupted: stopping the workers");
+        }
+    }
+}

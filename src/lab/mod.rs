@@ -1,0 +1,349 @@
+//! The lab: a primary with N workers, every knob Node has, and a client that shows who
+//! answers. Chapters 2–7 are lab runs with different settings; `cluster-walkthrough lab`
+//! lets a reader turn the knobs by hand.
+//!
+//! Like a Node cluster script, the same program is both sides: [`worker_entry`] runs first in
+//! `main` and, in a process started by `cluster.fork()`, becomes the worker.
+//!
+//! One choice is ours, not Node's: the primary forks the next worker only once the previous
+//! one has finished its listens (`--parallel-start` turns that off). Node's usual loop forks
+//! them all at once; the mechanism is the same, but the trace would interleave differently
+//! on every run.
+
+mod driver;
+mod outcome;
+mod worker;
+
+use std::net::{IpAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+use crate::cluster::primary::{Primary, Settings};
+use crate::cluster::{self, SchedulingPolicy};
+use crate::sys;
+use crate::trace;
+
+use driver::Lab;
+pub use outcome::Outcome;
+use worker::WorkerPlan;
+pub use worker::worker_entry;
+
+/// Parse lab flags from words (`["--workers", "2"]`), as `cluster-walkthrough lab` would.
+pub fn parse_args<I, S>(words: I) -> Result<LabArgs, clap::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: LabArgs,
+    }
+    let words =
+        std::iter::once(std::ffi::OsString::from("lab")).chain(words.into_iter().map(Into::into));
+    <Cli as clap::Parser>::try_parse_from(words).map(|c| c.args)
+}
+
+/// The environment variable that carries the worker's part of the configuration.
+pub const WORKER_ENV: &str = "CLUSTER_WALKTHROUGH_WORKER";
+
+/// The scheduling policy as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArg {
+    Rr,
+    None,
+}
+
+/// `cluster-walkthrough lab`: every knob.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LabArgs {
+    /// Number of workers (1 to 64)
+    #[arg(long, default_value_t = 4)]
+    pub workers: u32,
+    /// Scheduling policy (default: NODE_CLUSTER_SCHED_POLICY as Node reads it, else rr)
+    #[arg(long, value_enum)]
+    pub policy: Option<PolicyArg>,
+    /// Address every server binds
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: the kernel picks one, shared by all workers)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Servers each worker starts on the same address and port (shows the key's index; 0: none)
+    #[arg(long, default_value_t = 1)]
+    pub servers_per_worker: u32,
+    /// listen({ exclusive: true }): every worker binds for itself
+    #[arg(long)]
+    pub exclusive: bool,
+    /// UDP sockets (dgram) instead of TCP servers
+    #[arg(long)]
+    pub udp: bool,
+    /// Workers handle 'error' (server.on('error')) and stay up, instead of crashing
+    #[arg(long)]
+    pub handle_errors: bool,
+    /// Client connections to make, one after another, once all workers listen
+    #[arg(long, default_value_t = 0)]
+    pub connections: u32,
+    /// SIGKILL this worker mid-run...
+    #[arg(long, requires = "after")]
+    pub kill_worker: Option<u32>,
+    /// ...after this many connections
+    #[arg(long)]
+    pub after: Option<u32>,
+    /// Print every channel message as it is sent, verbatim
+    #[arg(long)]
+    pub trace_wire: bool,
+    /// Keep the cluster up (for SECONDS, or until Ctrl-C) and print its address
+    #[arg(long, num_args = 0..=1, default_missing_value = "0", value_name = "SECONDS")]
+    pub serve: Option<u64>,
+    /// One JSON object per event, and a summary
+    #[arg(long)]
+    pub json: bool,
+    /// Fork all workers at once, as Node's usual loop does (the trace order then varies)
+    #[arg(long)]
+    pub parallel_start: bool,
+    /// Run this program as the worker instead of this one (e.g. `--exec node worker.js`);
+    /// everything after it is the command, so put it last
+    #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "PROGRAM [ARGS]")]
+    pub exec: Vec<String>,
+    /// With --exec: only these worker ids run it, the others are ours (e.g. 2,4)
+    #[arg(long, value_delimiter = ',', requires = "exec")]
+    pub exec_workers: Vec<u32>,
+    /// Keep a log of every channel message the primary sees (for diagrams; not a flag).
+    #[arg(skip)]
+    pub record_wire: bool,
+    /// Hide the syscall lines
+    #[arg(long)]
+    pub no_syscalls: bool,
+}
+
+impl Default for LabArgs {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            policy: None,
+            host: "127.0.0.1".into(),
+            port: 0,
+            servers_per_worker: 1,
+            exclusive: false,
+            udp: false,
+            handle_errors: false,
+            connections: 0,
+            kill_worker: None,
+            after: None,
+            trace_wire: false,
+            serve: None,
+            json: false,
+            parallel_start: false,
+            record_wire: false,
+            exec: Vec::new(),
+            exec_workers: Vec::new(),
+            no_syscalls: false,
+        }
+    }
+}
+
+/// Why the lab could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("cannot start a worker: {0}")]
+    Fork(#[from] cluster::primary::ForkError),
+    #[error("worker {0} did not finish starting within 10 s")]
+    StartTimeout(u32),
+    #[error("no worker is listening, so there is nothing to connect to")]
+    NobodyListening,
+    #[error("interrupted; every worker was stopped")]
+    Interrupted,
+}
+
+/// Parse `--host`: an IP literal, or a name that resolves (first address).
+fn resolve_host(host: &str) -> Result<IpAddr, LabError> {
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .map(|a| a.ip())
+        .ok_or_else(|| {
+            LabError::BadInput(format!("--host {host:?} does not resolve to an address"))
+        })
+}
+
+fn validate(args: &LabArgs) -> Result<IpAddr, LabError> {
+    if !(1..=64).contains(&args.workers) {
+        return Err(LabError::BadInput(format!(
+            "--workers {} is out of range: choose 1 to 64",
+            args.workers
+        )));
+    }
+    if args.servers_per_worker > 8 {
+        return Err(LabError::BadInput(
+            "--servers-per-worker must be 0 to 8".into(),
+        ));
+    }
+    if let Some(id) = args.kill_worker
+        && (id == 0 || id > args.workers)
+    {
+        return Err(LabError::BadInput(format!(
+            "--kill-worker {id}: there is no such worker"
+        )));
+    }
+    if args.connections > 100_000 {
+        return Err(LabError::BadInput(
+            "--connections must be at most 100000".into(),
+        ));
+    }
+    resolve_host(&args.host)
+}
+
+/// The lab's primary: fork, wait for the listens, connect, kill if asked, disconnect.
+pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
+    let host = validate(args)?;
+    trace::set_label("primary");
+    // `cluster.schedulingPolicy = ...` before the first fork, else what the env says.
+    let policy = match args.policy {
+        Some(PolicyArg::Rr) => SchedulingPolicy::RoundRobin,
+        Some(PolicyArg::None) => SchedulingPolicy::None,
+        None => cluster::scheduling_policy_from_env(),
+    };
+    let plan = WorkerPlan {
+        host,
+        port: args.port,
+        servers: args.servers_per_worker,
+        exclusive: args.exclusive,
+        udp: args.udp,
+        handle_errors: args.handle_errors,
+    };
+    let mut settings = Settings::this_program()
+        .map_err(|e| LabError::BadInput(format!("cannot find this program's path: {e}")))?;
+    settings.env.push((WORKER_ENV.into(), plan.to_env()));
+    settings.env.push(("HOST".into(), host.to_string()));
+    settings.env.push(("PORT".into(), args.port.to_string()));
+    let foreign = args.exec.split_first().map(|(exec, rest)| Settings {
+        exec: exec.into(),
+        args: rest.iter().map(Into::into).collect(),
+        env: settings.env.clone(),
+    });
+    let mut lab = Lab {
+        foreign,
+        primary: Primary::new(settings, policy),
+        out: Outcome {
+            policy: Some(policy),
+            ..Outcome::default()
+        },
+        log: None,
+    };
+    if args.record_wire {
+        lab.log = Some(lab.primary.record_wire());
+    }
+    trace::step(&format!(
+        "scheduling policy: {} ({})",
+        policy.name(),
+        policy as u8
+    ));
+    lab.start_workers(args)?;
+    lab.connect_all(args, host)?;
+    if let Some(secs) = args.serve {
+        lab.serve(host, secs);
+    }
+    lab.disconnect_one_by_one();
+    if let Some(log) = lab.log.take() {
+        lab.out.wire = log.borrow().clone();
+    }
+    Ok(lab.out)
+}
+
+/// Ctrl-C or SIGTERM arrived (only once the handler is installed: `lab::main`).
+fn interrupted() -> Result<(), LabError> {
+    match sys::interrupted() {
+        true => Err(LabError::Interrupted),
+        false => Ok(()),
+    }
+}
+
+/// Print the lab's summary: a few lines of text, or one JSON object.
+pub fn print_summary(out: &Outcome) {
+    if trace::format() == trace::Format::Json {
+        trace::json_line(&out.to_json());
+        return;
+    }
+    trace::set_label("summary");
+    if !out.answered_by.is_empty() {
+        let seq: Vec<String> = out
+            .answered_by
+            .iter()
+            .map(|w| w.map_or("-".to_string(), |w| w.to_string()))
+            .collect();
+        trace::step(&format!("answered by: {}", seq.join(" ")));
+        let counts: Vec<String> = out
+            .counts()
+            .iter()
+            .map(|(id, n)| format!("worker {id}: {n}"))
+            .collect();
+        trace::step(&format!("counts: {}", counts.join(", ")));
+    }
+    let errors = out
+        .records
+        .values()
+        .filter(|r| !r.errors.is_empty())
+        .count();
+    let listening = out.records.values().filter(|r| !r.ports.is_empty()).count();
+    trace::step(&format!(
+        "{} workers: {listening} listening, {errors} failed to listen",
+        out.records.len()
+    ));
+}
+
+/// A lab whose workers were all meant to listen and none did has failed: say why in a few
+/// words (the first error, or how the first worker ended).
+fn nobody_listened(args: &LabArgs, out: &Outcome) -> Option<String> {
+    if args.servers_per_worker == 0 || out.records.values().any(|r| !r.ports.is_empty()) {
+        return None;
+    }
+    let first = out.records.iter().next();
+    let why = first.map(|(id, r)| match (r.errors.first(), r.exit) {
+        (Some(e), _) => e["message"].as_str().unwrap_or("an error").to_string(),
+        (None, Some((Some(code), _))) => {
+            format!("worker {id} exited with code {code} before listening")
+        }
+        (None, Some((None, Some(sig)))) => {
+            format!("worker {id} was killed by {}", sys::signal_name(sig))
+        }
+        _ => format!("worker {id} never listened"),
+    });
+    Some(why.unwrap_or_else(|| "no worker started".to_string()))
+}
+
+/// `cluster-walkthrough lab`: the whole command.
+pub fn main(args: &LabArgs) -> ExitCode {
+    let format = if args.json {
+        trace::Format::Json
+    } else {
+        trace::Format::Text
+    };
+    trace::init(format, !args.no_syscalls, args.trace_wire);
+    sys::install_interrupt_handler();
+    match run(args) {
+        Ok(out) => {
+            print_summary(&out);
+            match nobody_listened(args, &out) {
+                Some(why) => {
+                    eprintln!("error: no worker could listen ({why})");
+                    ExitCode::FAILURE
+                }
+                None => ExitCode::SUCCESS,
+            }
+        }
+        Err(LabError::Interrupted) => {
+            eprintln!("interrupted; every worker was stopped");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
