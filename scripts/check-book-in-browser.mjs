@@ -49,7 +49,9 @@ for (const [label, viewport] of [['phone', { width: 390, height: 844 }], ['deskt
     if (report.raw) problems.push(`${label} ${name}: raw {{# left in the page`);
     if (report.plain) problems.push(`${label} ${name}: ${report.plain} code blocks without highlighting`);
     if (report.overflow > 2) problems.push(`${label} ${name}: ${report.overflow}px wider than the screen`);
-    if (name !== 'print.html') await page.screenshot({ path: path.join(shots, `${label}-${name}.png`) });
+    if (name !== 'print.html') {
+      await page.screenshot({ path: path.join(shots, `${label}-${name}.png`), fullPage: label === 'desktop' });
+    }
     await page.close();
   }
   await context.close();
