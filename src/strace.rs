@@ -68,8 +68,11 @@ pub enum Row {
     ReuseAddr,
     /// Every `bind`, failed or not.
     Bind,
-    /// The `bind`s that failed (`EADDRINUSE`, when a port is taken).
+    /// A `bind` or a `listen` that failed. The loser of an `exclusive` race fails at `bind`
+    /// when the winner already listens, but at `listen` when both bound first (chapter 1's
+    /// second `SO_REUSEADDR` case): which one is timing, so they are counted together.
     BindFailed,
+    /// A `listen` that succeeded.
     Listen,
     /// `accept4`/`accept` that returned a connection.
     Accept,
@@ -105,8 +108,8 @@ impl Row {
             Row::Socket => "socket (not a client's)",
             Row::ReuseAddr => "setsockopt SO_REUSEADDR",
             Row::Bind => "bind",
-            Row::BindFailed => "bind fails",
-            Row::Listen => "listen",
+            Row::BindFailed => "bind or listen fails",
+            Row::Listen => "listen (succeeded)",
             Row::Accept => "accept4: a connection",
             Row::FdSent => "sendmsg + SCM_RIGHTS",
             Row::FdReceived => "recvmsg + SCM_RIGHTS",
@@ -453,6 +456,7 @@ pub fn summarize(text: &str) -> Summary {
                     see(Row::BindFailed, id);
                 }
             }
+            "listen" if c.result.is_err() => see(Row::BindFailed, socks.at(pid, c.fd())),
             "listen" => see(Row::Listen, socks.at(pid, c.fd())),
             "accept" | "accept4" => match &c.result {
                 Ok(conn) => {
@@ -1045,7 +1049,7 @@ mod tests {
         let t = table(&node, &ours);
         let listen = t
             .lines()
-            .find(|l| l.contains("listen"))
+            .find(|l| l.trim_start().starts_with("listen ("))
             .expect("a listen row");
         assert!(listen.ends_with("<- differs"), "{t}");
         let bind = t
