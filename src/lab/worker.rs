@@ -468,11 +468,14 @@ impl LabWorker {
                 let mut buf = [0u8; 512];
                 while let Ok((_, Some(from))) = sys::recv_from(fd.as_fd(), &mut buf) {
                     trace::step("datagram from the client: answering with sendmsg");
-                    let _ =
-                        sys::send_to(fd.as_fd(), http::body(self.id(), self.pid).as_bytes(), from);
+                    // Tell the primary first: once the client has its answer, it moves on
+                    // (as for TCP, in `serve`).
                     if let Some(rt) = self.rt.as_mut() {
                         rt.send_user(json!({"lab": "served"}));
+                        rt.flush();
                     }
+                    let _ =
+                        sys::send_to(fd.as_fd(), http::body(self.id(), self.pid).as_bytes(), from);
                 }
             }
             Slot::Udp(None) => {}
