@@ -406,6 +406,12 @@ impl Summary {
     }
 
     fn add(&mut self, role: Role, row: Row, syscall: &str) {
+        // Which of the two fails is timing (see `Row::BindFailed`), not a difference of flavour.
+        let syscall = if row == Row::BindFailed {
+            "bind or listen"
+        } else {
+            syscall
+        };
         *self.counts.entry((role, row)).or_insert(0) += 1;
         self.names
             .entry((role, row))
