@@ -198,13 +198,6 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), Errno> {
     fcntl(fd, FcntlArg::F_SETFL(flags)).map(|_| ())
 }
 
-/// Clear `FD_CLOEXEC` so an fd survives `execve`; used only on the worker's end of the
-/// channel, right before exec.
-pub fn clear_cloexec(fd: BorrowedFd<'_>) -> Result<(), Errno> {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map(|_| ())
-}
-
 /// `sendmsg(2)` with one `SCM_RIGHTS` control message holding exactly one fd: how libuv's
 /// `uv_write2` sends a handle. Returns how many bytes went out.
 pub fn sendmsg_with_fd(chan: BorrowedFd<'_>, bytes: &[u8], fd: RawFd) -> Result<usize, Errno> {
@@ -463,17 +456,6 @@ impl PollSet {
             writable: r & (libc::POLLOUT | libc::POLLERR) != 0,
         }
     }
-}
-
-/// Duplicate an fd (CLOEXEC), for the rare place that needs two owners of one socket.
-pub fn dup(fd: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {
-    fd.try_clone_to_owned()
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-}
-
-/// Borrow helper so callers can write `sys::borrow(&owned)`.
-pub fn borrow(fd: &impl AsFd) -> BorrowedFd<'_> {
-    fd.as_fd()
 }
 
 /// Runs in a freshly forked worker, between `fork` and `exec`: put the channel on `target`
