@@ -33,42 +33,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
 use nix::errno::Errno;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::framing::{Decoder, Frame};
+use crate::framing::{Control, Decoder, Frame};
+pub use crate::framing::{FrameError, HandleType, MAX_LINE};
 use crate::sys;
 use crate::trace;
-
-/// The longest line we accept (1 MiB). Node has no limit; a peer that never sends `\n` would
-/// grow its buffer forever.
-pub const MAX_LINE: usize = 1 << 20;
-
-/// `type` of a `NODE_HANDLE` message: what kind of handle the fd is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandleType {
-    /// A raw TCP socket: a listening socket or an accepted connection.
-    NetNative,
-    /// A raw UDP socket.
-    DgramNative,
-}
-
-impl HandleType {
-    fn as_str(self) -> &'static str {
-        match self {
-            HandleType::NetNative => "net.Native",
-            HandleType::DgramNative => "dgram.Native",
-        }
-    }
-
-    /// The `type` field's value, if it names a handle type we know.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "net.Native" => Some(HandleType::NetNative),
-            "dgram.Native" => Some(HandleType::DgramNative),
-            _ => None,
-        }
-    }
-}
 
 /// A message that arrived, with the fd that came with it, if any.
 #[derive(Debug)]
@@ -81,16 +51,9 @@ pub struct Incoming {
 /// What a peer did wrong, or what happened to the channel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
-    #[error("sent a line that is not JSON: {excerpt}")]
-    NotJson { excerpt: String },
-    #[error("sent a line longer than {MAX_LINE} bytes")]
-    LineTooLong,
-    #[error("sent a NODE_HANDLE of unknown type {0:?}")]
-    UnknownHandleType(String),
-    #[error("sent file descriptors without NODE_HANDLE lines for them")]
-    StrayFds,
-    #[error("closed the channel in the middle of a line")]
-    ClosedMidLine,
+    /// The bytes themselves were wrong (see [`FrameError`]).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     #[error("channel {syscall} failed: {errno}")]
     Sys { syscall: &'static str, errno: Errno },
 }
@@ -210,11 +173,7 @@ impl Channel {
     /// `process.send(message)` / `target._send`: queue a plain message. It waits behind an
     /// unacknowledged handle, as Node's `_handleQueue` makes it.
     pub fn send(&mut self, msg: Value) {
-        let is_ack = matches!(
-            msg.get("cmd").and_then(Value::as_str),
-            Some("NODE_HANDLE_ACK" | "NODE_HANDLE_NACK")
-        );
-        if self.awaiting_ack && !is_ack {
+        if self.awaiting_ack {
             self.held.push_back(Held {
                 msg,
                 fd: None,
@@ -223,6 +182,12 @@ impl Channel {
             return;
         }
         self.write_line(&msg, None);
+    }
+
+    /// An ACK or NACK goes out at once, even past a handle we wait on ourselves: the peer
+    /// may be holding its messages for it.
+    fn send_control(&mut self, c: &Control) {
+        self.write_bytes(c.to_line(), None);
     }
 
     /// Send a message with a handle: it is wrapped in `NODE_HANDLE` and the fd rides on it.
@@ -235,9 +200,9 @@ impl Channel {
             });
             return;
         }
-        let wrapped = json!({"cmd": "NODE_HANDLE", "type": ty.as_str(), "msg": msg});
+        let wrapped = Control::Handle { ty, msg };
         self.awaiting_ack = true;
-        self.write_line(&wrapped, Some(fd));
+        self.write_bytes(wrapped.to_line(), Some(fd));
     }
     // ANCHOR_END: send
 
@@ -359,7 +324,7 @@ impl Channel {
         };
         if got.len == 0 {
             self.closed = true;
-            return self.decoder.finish().map(|()| None);
+            return Ok(self.decoder.finish().map(|()| None)?);
         }
         let had_fd = !got.fds.is_empty() || self.decoder.has_pending_fd();
         let frames = self.decoder.push(&self.rbuf[..got.len], got.fds)?;
@@ -385,11 +350,11 @@ impl Channel {
             Frame::Handle { fd: None, .. } => {
                 self.warnings
                     .push("sent a NODE_HANDLE without a file descriptor; answered NACK".into());
-                self.send(json!({"cmd": "NODE_HANDLE_NACK"}));
+                self.send_control(&Control::HandleNack);
                 None
             }
             Frame::Handle { ty, msg, fd } => {
-                self.send(json!({"cmd": "NODE_HANDLE_ACK"}));
+                self.send_control(&Control::HandleAck);
                 Some(Incoming {
                     msg,
                     fd,
@@ -416,6 +381,7 @@ impl Drop for Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn pair() -> (Channel, Channel) {
         let (a, b) = sys::socketpair().expect("socketpair");
@@ -491,7 +457,10 @@ mod tests {
     fn not_json_is_an_error() {
         let (a, mut b) = pair();
         sys::send(a.fd(), b"hello\n").expect("send");
-        assert!(matches!(b.read(), Err(ChannelError::NotJson { .. })));
+        assert!(matches!(
+            b.read(),
+            Err(ChannelError::Frame(FrameError::NotJson { .. }))
+        ));
     }
 
     #[test]
@@ -500,7 +469,10 @@ mod tests {
         sys::send(a.fd(), b"{\"cmd\":").expect("send");
         drop(a);
         assert!(read_all(&mut b).is_empty());
-        assert_eq!(b.read().err(), Some(ChannelError::ClosedMidLine));
+        assert_eq!(
+            b.read().err(),
+            Some(ChannelError::Frame(FrameError::ClosedMidLine))
+        );
         let (a, mut b) = pair();
         drop(a);
         assert!(b.read().expect("ok").is_none());
@@ -518,6 +490,9 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(result.err(), Some(ChannelError::LineTooLong));
+        assert_eq!(
+            result.err(),
+            Some(ChannelError::Frame(FrameError::LineTooLong))
+        );
     }
 }

@@ -9,9 +9,66 @@
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::channel::{ChannelError, HandleType, MAX_LINE};
+/// The longest line we accept (1 MiB). Node has no limit; a peer that never sends `\n` would
+/// grow its buffer forever.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// `type` of a `NODE_HANDLE` message: what kind of handle the fd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HandleType {
+    /// A raw TCP socket: a listening socket or an accepted connection.
+    #[serde(rename = "net.Native")]
+    NetNative,
+    /// A raw UDP socket.
+    #[serde(rename = "dgram.Native")]
+    DgramNative,
+}
+
+/// The channel layer's own messages (`setupChannel`'s `NODE_HANDLE*` commands); every other
+/// line is a message for the layer above.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd")]
+pub enum Control {
+    /// A message with a handle: the fd rides on this line's first byte.
+    #[serde(rename = "NODE_HANDLE")]
+    Handle {
+        #[serde(rename = "type")]
+        ty: HandleType,
+        #[serde(default)]
+        msg: Value,
+    },
+    /// "I have the fd": the sender may send what it held back.
+    #[serde(rename = "NODE_HANDLE_ACK")]
+    HandleAck,
+    /// "No fd came with that line."
+    #[serde(rename = "NODE_HANDLE_NACK")]
+    HandleNack,
+}
+
+impl Control {
+    /// The line, without its `\n`.
+    pub fn to_line(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a control message always serializes")
+    }
+}
+
+/// What a peer did wrong, as far as the bytes show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("sent a line that is not JSON: {excerpt}")]
+    NotJson { excerpt: String },
+    #[error("sent a line longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    #[error("sent a NODE_HANDLE of unknown type {0:?}")]
+    UnknownHandleType(String),
+    #[error("sent file descriptors without NODE_HANDLE lines for them")]
+    StrayFds,
+    #[error("closed the channel in the middle of a line")]
+    ClosedMidLine,
+}
 
 /// At most this many fds may wait for their `NODE_HANDLE` line; more is a broken peer.
 pub const MAX_PENDING_FDS: usize = 4;
@@ -52,47 +109,49 @@ impl Decoder {
         &mut self,
         bytes: &[u8],
         fds: Vec<OwnedFd>,
-    ) -> Result<Vec<(String, Frame)>, ChannelError> {
+    ) -> Result<Vec<(String, Frame)>, FrameError> {
         self.fds.extend(fds);
         if self.fds.len() > MAX_PENDING_FDS {
-            return Err(ChannelError::StrayFds);
+            return Err(FrameError::StrayFds);
         }
         self.buf.extend_from_slice(bytes);
         let mut frames = Vec::new();
         while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
             if nl > MAX_LINE {
-                return Err(ChannelError::LineTooLong);
+                return Err(FrameError::LineTooLong);
             }
             let line: Vec<u8> = self.buf.drain(..=nl).collect();
             let line = &line[..nl];
             let text = String::from_utf8_lossy(line).into_owned();
-            let msg: Value = serde_json::from_slice(line).map_err(|_| ChannelError::NotJson {
+            let msg: Value = serde_json::from_slice(line).map_err(|_| FrameError::NotJson {
                 excerpt: excerpt(line),
             })?;
             frames.push((text, self.frame(msg)?));
         }
         if self.buf.len() > MAX_LINE {
-            return Err(ChannelError::LineTooLong);
+            return Err(FrameError::LineTooLong);
         }
         Ok(frames)
     }
     // ANCHOR_END: push
 
-    fn frame(&mut self, msg: Value) -> Result<Frame, ChannelError> {
-        match msg.get("cmd").and_then(Value::as_str) {
-            Some("NODE_HANDLE_ACK") | Some("NODE_HANDLE_NACK") => Ok(Frame::HandleAnswered),
-            Some("NODE_HANDLE") => {
+    fn frame(&mut self, msg: Value) -> Result<Frame, FrameError> {
+        let cmd = msg.get("cmd").and_then(Value::as_str).unwrap_or("");
+        if !cmd.starts_with("NODE_HANDLE") {
+            return Ok(Frame::Message(msg));
+        }
+        match Control::deserialize(&msg) {
+            Ok(Control::HandleAck | Control::HandleNack) => Ok(Frame::HandleAnswered),
+            Ok(Control::Handle { ty, msg }) => Ok(Frame::Handle {
+                ty,
+                msg,
+                fd: self.fds.pop_front(),
+            }),
+            Err(_) if cmd == "NODE_HANDLE" => {
                 let name = msg.get("type").and_then(Value::as_str).unwrap_or("");
-                let ty = HandleType::parse(name)
-                    .ok_or_else(|| ChannelError::UnknownHandleType(name.to_string()))?;
-                let inner = msg.get("msg").cloned().unwrap_or(Value::Null);
-                Ok(Frame::Handle {
-                    ty,
-                    msg: inner,
-                    fd: self.fds.pop_front(),
-                })
+                Err(FrameError::UnknownHandleType(name.to_string()))
             }
-            _ => Ok(Frame::Message(msg)),
+            Err(_) => Ok(Frame::Message(msg)),
         }
     }
 
@@ -102,10 +161,10 @@ impl Decoder {
     }
 
     /// The peer closed the channel: fine on a line boundary, an error in the middle of one.
-    pub fn finish(&self) -> Result<(), ChannelError> {
+    pub fn finish(&self) -> Result<(), FrameError> {
         match self.buf.is_empty() {
             true => Ok(()),
-            false => Err(ChannelError::ClosedMidLine),
+            false => Err(FrameError::ClosedMidLine),
         }
     }
 }
@@ -179,19 +238,22 @@ mod tests {
     fn bad_input_is_an_error_not_a_panic() {
         assert!(matches!(
             Decoder::new().push(b"\xff\xfe\n", Vec::new()),
-            Err(ChannelError::NotJson { .. })
+            Err(FrameError::NotJson { .. })
         ));
         assert!(matches!(
-            Decoder::new().push(b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"x\"}\n", Vec::new()),
-            Err(ChannelError::UnknownHandleType(_))
+            Decoder::new().push(
+                b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"x\",\"msg\":{}}\n",
+                Vec::new()
+            ),
+            Err(FrameError::UnknownHandleType(_))
         ));
         let mut d = Decoder::new();
         d.push(b"{\"cmd\"", Vec::new()).expect("partial is fine");
-        assert_eq!(d.finish(), Err(ChannelError::ClosedMidLine));
+        assert_eq!(d.finish(), Err(FrameError::ClosedMidLine));
         let long = vec![b' '; MAX_LINE + 1];
         assert_eq!(
             Decoder::new().push(&long, Vec::new()).err(),
-            Some(ChannelError::LineTooLong)
+            Some(FrameError::LineTooLong)
         );
     }
 }

@@ -12,84 +12,17 @@
 //! What the listen path does *not* decide is the interesting part: whether this process is a
 //! cluster worker. That is [`crate::cluster::is_primary`], read from the environment.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
-use serde_json::{Map, Value, json};
 
 use crate::cluster;
+pub use crate::cluster::message::{AddressType, ServerQuery};
 use crate::errors::NetError;
 use crate::sys;
 use crate::tcp_wrap::{DEFAULT_BACKLOG, TcpHandle};
 use crate::trace;
-
-/// The `addressType` of a server query: `4`/`6` for TCP, `"udp4"`/`"udp6"` for UDP sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AddressType {
-    Tcp4,
-    Tcp6,
-    Udp4,
-    Udp6,
-}
-
-impl AddressType {
-    /// For a bound IP: 4 or 6.
-    pub fn tcp_for(ip: IpAddr) -> Self {
-        if ip.is_ipv4() {
-            AddressType::Tcp4
-        } else {
-            AddressType::Tcp6
-        }
-    }
-
-    /// For a UDP socket: udp4 or udp6.
-    pub fn udp_for(ip: IpAddr) -> Self {
-        if ip.is_ipv4() {
-            AddressType::Udp4
-        } else {
-            AddressType::Udp6
-        }
-    }
-
-    /// Whether this is a UDP type (always a shared handle in the primary).
-    pub fn is_udp(self) -> bool {
-        matches!(self, AddressType::Udp4 | AddressType::Udp6)
-    }
-
-    /// As JSON: the number `4` or the string `"udp4"`, as Node sends it.
-    pub fn to_json(self) -> Value {
-        match self {
-            AddressType::Tcp4 => json!(4),
-            AddressType::Tcp6 => json!(6),
-            AddressType::Udp4 => json!("udp4"),
-            AddressType::Udp6 => json!("udp6"),
-        }
-    }
-
-    /// Parse what a peer sent.
-    pub fn from_json(v: &Value) -> Option<Self> {
-        match v {
-            Value::Number(n) if n.as_i64() == Some(4) => Some(AddressType::Tcp4),
-            Value::Number(n) if n.as_i64() == Some(6) => Some(AddressType::Tcp6),
-            Value::String(s) if s == "udp4" => Some(AddressType::Udp4),
-            Value::String(s) if s == "udp6" => Some(AddressType::Udp6),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for AddressType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AddressType::Tcp4 => "4",
-            AddressType::Tcp6 => "6",
-            AddressType::Udp4 => "udp4",
-            AddressType::Udp6 => "udp6",
-        })
-    }
-}
 
 /// What a caller passes to `listen`: `server.listen({ port, host, exclusive, backlog })`.
 #[derive(Debug, Clone)]
@@ -116,35 +49,24 @@ impl ListenOptions {
     }
 }
 
-/// The `serverQuery` object `listenInCluster` builds for `cluster._getServer`: the fields
-/// a worker sends in `queryServer`, in Node's order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerQuery {
-    pub address: Option<String>,
-    pub port: u16,
-    pub address_type: AddressType,
-    /// `undefined` for TCP (dropped by JSON), `-1` for UDP.
-    pub fd: Option<i32>,
-    pub flags: u32,
-    /// Absent for UDP queries.
-    pub backlog: Option<i32>,
+/// The fake handle `rr()` gives a worker under round robin: no socket, only the key and the
+/// primary's address. Connections arrive by IPC (`newconn`). Node's `child.js` builds it as
+/// a plain object; it lives here because only a server ever holds one.
+#[derive(Debug, Clone)]
+pub struct FakeHandle {
+    pub key: String,
+    pub sockname: Option<SocketAddr>,
 }
 
-impl ServerQuery {
-    /// The fields after `act`, `index` and `data`, in the order Node's spread puts them.
-    pub fn to_fields(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("address".into(), json!(self.address));
-        m.insert("port".into(), json!(self.port));
-        m.insert("addressType".into(), self.address_type.to_json());
-        if let Some(fd) = self.fd {
-            m.insert("fd".into(), json!(fd));
-        }
-        m.insert("flags".into(), json!(self.flags));
-        if let Some(b) = self.backlog {
-            m.insert("backlog".into(), json!(b));
-        }
-        m
+impl FakeHandle {
+    /// `listen(backlog)`: does nothing and succeeds; the primary already listens.
+    pub fn listen(&self, _backlog: i32) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    /// `getsockname(out)`: the primary's address, copied from the reply's `sockname`.
+    pub fn getsockname(&self) -> Option<SocketAddr> {
+        self.sockname
     }
 }
 
@@ -154,7 +76,7 @@ pub enum ServerHandle {
     /// A real socket: ours (primary, exclusive) or the primary's shared one (SCHED_NONE).
     Tcp(TcpHandle),
     /// The worker's fake round-robin handle: no socket at all, connections arrive by IPC.
-    RoundRobin(cluster::child::FakeHandle),
+    RoundRobin(FakeHandle),
 }
 
 /// Where a `listen` call got to.

@@ -746,3 +746,78 @@ pub fn clock_ticks_per_second() -> u64 {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
 }
+
+// TEMPORARY: replaced by sys/poll.rs's Epoll at merge.
+/// What one wait said about one registered fd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ready {
+    pub token: u64,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+/// An epoll instance (level-triggered).
+pub struct Epoll {
+    fd: OwnedFd,
+    buf: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    pub fn new() -> Result<Self, Errno> {
+        // SAFETY: plain syscall.
+        let fd = Errno::result(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: fresh fd we own.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(Self {
+            fd,
+            buf: vec![libc::epoll_event { events: 0, u64: 0 }; 64],
+        })
+    }
+    fn ctl(&self, op: i32, fd: BorrowedFd<'_>, token: u64, writable: bool) -> Result<(), Errno> {
+        let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        if writable {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: valid pointers.
+        Errno::result(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev) })
+            .map(drop)
+    }
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> Result<(), Errno> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, writable)
+    }
+    pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> Result<(), Errno> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, writable)
+    }
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, false)
+    }
+    pub fn wait(&mut self, timeout: Duration, out: &mut Vec<Ready>) -> Result<(), Errno> {
+        out.clear();
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: buffer is ours.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr(),
+                self.buf.len() as i32,
+                ms,
+            )
+        };
+        let n = match Errno::result(n) {
+            Ok(n) => n as usize,
+            Err(Errno::EINTR) => 0,
+            Err(e) => return Err(e),
+        };
+        for ev in &self.buf[..n] {
+            let e = ev.events as i32;
+            out.push(Ready {
+                token: ev.u64,
+                readable: e & (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR | libc::EPOLLRDHUP)
+                    != 0,
+                writable: e & (libc::EPOLLOUT | libc::EPOLLERR) != 0,
+            });
+        }
+        Ok(())
+    }
+}

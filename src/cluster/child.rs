@@ -13,15 +13,21 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize as _, Serialize};
+use serde_json::Value;
 
 use super::NODE_UNIQUE_ID;
-use super::utils;
+use super::message::{Accepted, Act, QueryReply, ServerMessage, ServerQuery};
+use super::utils::{self, Callbacks, Internal};
 use crate::channel::{Channel, ChannelError, HandleType, Incoming};
-use crate::net::ServerQuery;
 use crate::trace;
 
 static SET_UP: AtomicBool = AtomicBool::new(false);
+
+/// How many `queryServer` requests may wait for their answers at once. A program that
+/// listens this many times before the primary answers once has a bug; the bound keeps the
+/// table from growing without end.
+const MAX_PENDING_QUERIES: usize = 4096;
 
 /// Whether `_setupWorker` ran in this process (it removes `NODE_UNIQUE_ID` from the
 /// environment, but the process stays a worker, as Node's `cluster` module stays the child one).
@@ -29,31 +35,15 @@ pub fn is_set_up() -> bool {
     SET_UP.load(Ordering::Relaxed)
 }
 
-/// The fake handle `rr()` gives a worker under round robin: no socket, only the key and the
-/// primary's address. Connections arrive by IPC (`newconn`).
-#[derive(Debug, Clone)]
-pub struct FakeHandle {
-    pub key: String,
-    pub sockname: Option<SocketAddr>,
-}
-
-impl FakeHandle {
-    /// `listen(backlog)`: does nothing and succeeds; the primary already listens.
-    pub fn listen(&self, _backlog: i32) -> Result<(), Errno> {
-        Ok(())
-    }
-
-    /// `getsockname(out)`: the primary's address, copied from the reply's `sockname`.
-    pub fn getsockname(&self) -> Option<SocketAddr> {
-        self.sockname
-    }
-}
-
 /// What the primary's answer to `queryServer` gave us.
 #[derive(Debug)]
 pub enum GotHandle {
-    /// `rr()`: round robin; connections will come as `newconn`.
-    RoundRobin(FakeHandle),
+    /// `rr()`: round robin; connections will come as `newconn`. What `net` needs to build
+    /// its fake handle: the key, and the primary's address.
+    RoundRobin {
+        key: String,
+        sockname: Option<SocketAddr>,
+    },
     /// `shared()`: the primary's bound socket, ours to listen on (TCP) or read (UDP).
     Shared(OwnedFd, HandleType),
 }
@@ -83,7 +73,7 @@ struct PendingQuery {
     indexes_key: String,
     index: u64,
     /// The query object itself: Node reuses it, with `act: 'listening'`, once listening.
-    message: Map<String, Value>,
+    message: ServerMessage,
 }
 
 /// A cluster-managed server: where it lives in the program, and how it was asked for.
@@ -91,7 +81,7 @@ struct Registered {
     slot: usize,
     indexes_key: String,
     index: u64,
-    message: Map<String, Value>,
+    message: ServerMessage,
 }
 
 /// `indexes`: per `address:port:addressType:fd`, the next index and the ones in use.
@@ -105,7 +95,7 @@ struct Indexes {
 pub struct Runtime {
     pub id: u32,
     channel: Channel,
-    callbacks: HashMap<u64, PendingQuery>,
+    callbacks: Callbacks<PendingQuery>,
     indexes: HashMap<String, Indexes>,
     /// `handles`: the cluster-managed servers by key.
     handles: BTreeMap<String, Registered>,
@@ -174,7 +164,7 @@ fn open_channel(id: &str, fd: &str) -> Result<Runtime, SetupError> {
     let mut rt = Runtime {
         id,
         channel,
-        callbacks: HashMap::new(),
+        callbacks: Callbacks::new(MAX_PENDING_QUERIES),
         indexes: HashMap::new(),
         handles: BTreeMap::new(),
         exited_after_disconnect: false,
@@ -184,7 +174,7 @@ fn open_channel(id: &str, fd: &str) -> Result<Runtime, SetupError> {
         std::process::id()
     ));
     trace::step("online -> primary (before any user code)");
-    rt.send(utils::fields(&[("act", json!("online"))]));
+    rt.send(&Act::Online);
     Ok(rt)
 }
 
@@ -200,8 +190,8 @@ impl Runtime {
     }
 
     /// `sendHelper` in the worker.
-    fn send(&mut self, fields: Map<String, Value>) -> u64 {
-        let (msg, seq) = utils::envelope(fields);
+    fn send<T: Serialize>(&mut self, message: &T) -> u64 {
+        let (msg, seq) = utils::envelope(message);
         self.channel.send(msg);
         seq
     }
@@ -227,25 +217,24 @@ impl Runtime {
         let index = entry.next_index;
         entry.next_index += 1;
         entry.set.push(index);
-        let mut message = utils::fields(&[
-            ("act", json!("queryServer")),
-            ("index", json!(index)),
-            ("data", Value::Null),
-        ]);
-        message.extend(query.to_fields());
+        let message = ServerMessage {
+            index: Some(index),
+            data: Value::Null,
+            query: query.clone(),
+        };
         trace::step(&format!(
             "cluster._getServer: queryServer index {index} -> primary"
         ));
-        let seq = self.send(message.clone());
-        self.callbacks.insert(
-            seq,
-            PendingQuery {
-                slot,
-                indexes_key,
-                index,
-                message,
-            },
-        );
+        let seq = self.send(&Act::QueryServer(message.clone()));
+        let pending = PendingQuery {
+            slot,
+            indexes_key,
+            index,
+            message,
+        };
+        if self.callbacks.insert(seq, pending).is_err() {
+            trace::problem("too many queryServer requests wait for an answer; this one is dropped");
+        }
     }
     // ANCHOR_END: get_server
 
@@ -255,9 +244,8 @@ impl Runtime {
             return;
         };
         let mut message = r.message.clone();
-        message.insert("act".into(), json!("listening"));
-        message.insert("port".into(), json!(port));
-        self.send(message);
+        message.query.port = port;
+        self.send(&Act::Listening(message));
     }
 
     // ANCHOR: close
@@ -267,10 +255,9 @@ impl Runtime {
         let Some(r) = self.handles.remove(key) else {
             return;
         };
-        self.send(utils::fields(&[
-            ("act", json!("close")),
-            ("key", json!(key)),
-        ]));
+        self.send(&Act::Close {
+            key: key.to_string(),
+        });
         self.remove_indexes_key(&r.indexes_key, r.index);
     }
     // ANCHOR_END: close
@@ -314,19 +301,20 @@ impl Runtime {
     // ANCHOR: onmessage
     /// `onmessage` in the worker: replies by `ack`, then `newconn` and `disconnect`.
     fn on_message(&mut self, m: Incoming) -> Option<WorkerEvent> {
-        if !utils::is_internal(&m.msg) {
-            return Some(WorkerEvent::Message(m.msg));
-        }
-        if !utils::is_cluster(&m.msg) {
-            return None;
-        }
-        if let Some(ack) = utils::ack_of(&m.msg) {
-            let pending = self.callbacks.remove(&ack)?;
-            return Some(self.on_query_reply(pending, &m.msg, m.fd, m.handle_type));
-        }
-        match utils::act_of(&m.msg) {
-            Some("newconn") => self.on_connection(&m.msg, m.fd),
-            Some("disconnect") => Some(self.disconnect()),
+        match utils::internal(&mut self.callbacks, &m.msg) {
+            Internal::User => Some(WorkerEvent::Message(m.msg)),
+            Internal::Reply { cb, .. } => {
+                let reply = QueryReply::deserialize(&m.msg).ok()?;
+                Some(self.on_query_reply(cb, reply, m.fd, m.handle_type))
+            }
+            Internal::Request {
+                act: Ok(Act::Newconn { key }),
+                seq,
+            } => self.on_connection(&key, seq, m.fd),
+            Internal::Request {
+                act: Ok(Act::Disconnect),
+                ..
+            } => Some(self.disconnect()),
             _ => None,
         }
     }
@@ -338,27 +326,24 @@ impl Runtime {
     fn on_query_reply(
         &mut self,
         p: PendingQuery,
-        reply: &Value,
+        reply: QueryReply,
         fd: Option<OwnedFd>,
         ty: Option<HandleType>,
     ) -> WorkerEvent {
-        let key = reply
-            .get("key")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let errno = reply.get("errno").and_then(Value::as_i64).unwrap_or(0);
+        let key = reply.key;
+        let errno = reply.errno.unwrap_or(0);
         // rr() hands the errno back and keeps the index taken, as Node does: a retried listen
         // gets the next index (a new key).
         let result = if errno != 0 {
-            Err(Errno::from_raw(-(errno as i32)))
+            Err(Errno::from_raw(errno.saturating_neg()))
         } else if let (Some(fd), Some(ty)) = (fd, ty) {
             Ok(GotHandle::Shared(fd, ty)) // shared()
         } else {
-            Ok(GotHandle::RoundRobin(FakeHandle {
+            let sockname = reply.sockname.and_then(|s| s.to_addr());
+            Ok(GotHandle::RoundRobin {
                 key: key.clone(),
-                sockname: sockname_of(reply),
-            })) // rr()
+                sockname,
+            }) // rr()
         };
         if result.is_ok() {
             let r = Registered {
@@ -380,9 +365,12 @@ impl Runtime {
     // ANCHOR: onconnection
     /// `onconnection`: is the server still here? Say so (`{ack, accepted}`) before using the
     /// connection; if not, close our copy and the primary gives it to someone else.
-    fn on_connection(&mut self, msg: &Value, fd: Option<OwnedFd>) -> Option<WorkerEvent> {
-        let key = msg.get("key").and_then(Value::as_str).unwrap_or("");
-        let seq = msg.get("seq").cloned().unwrap_or(Value::Null);
+    fn on_connection(
+        &mut self,
+        key: &str,
+        seq: Option<u64>,
+        fd: Option<OwnedFd>,
+    ) -> Option<WorkerEvent> {
         let slot = self.handles.get(key).map(|r| r.slot);
         let accepted = slot.is_some() && fd.is_some();
         trace::step(&format!(
@@ -391,10 +379,9 @@ impl Runtime {
                 .map(|f| format!(" (fd {})", f.as_raw_fd()))
                 .unwrap_or_default()
         ));
-        self.send(utils::fields(&[
-            ("ack", seq),
-            ("accepted", json!(accepted)),
-        ]));
+        if let Some(ack) = seq {
+            self.send(&Accepted { ack, accepted });
+        }
         match (slot, fd) {
             (Some(slot), Some(fd)) if accepted => Some(WorkerEvent::Connection { slot, fd }),
             _ => None, // dropping fd closes the worker's copy
@@ -419,11 +406,4 @@ impl Runtime {
     pub fn exited_after_disconnect(&self) -> bool {
         self.exited_after_disconnect
     }
-}
-
-fn sockname_of(reply: &Value) -> Option<SocketAddr> {
-    let s = reply.get("sockname")?;
-    let ip: std::net::IpAddr = s.get("address")?.as_str()?.parse().ok()?;
-    let port = u16::try_from(s.get("port")?.as_u64()?).ok()?;
-    Some(SocketAddr::new(ip, port))
 }

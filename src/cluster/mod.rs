@@ -19,6 +19,8 @@ pub fn is_primary() -> bool {
 /// The variable `cluster.fork()` sets to the worker's id.
 pub const NODE_UNIQUE_ID: &str = "NODE_UNIQUE_ID";
 
+mod event_loop;
+pub mod message;
 pub mod primary;
 pub mod round_robin_handle;
 pub mod shared_handle;

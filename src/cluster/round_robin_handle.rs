@@ -7,15 +7,21 @@
 //! most one connection is in flight per worker, and idle workers are served first in, first
 //! out. Under sequential load that looks like a strict rotation.
 //!
-//! This type only keeps the bookkeeping; it returns [`Handoff`]s and the primary does the
-//! sending, so the file reads like Node's (which calls `sendHelper` from `handoff`).
+//! This type keeps the bookkeeping and the `newconn` message; it returns [`Handoff`]s and the
+//! primary's event loop does the sending (Node calls `sendHelper` from `handoff`, with a
+//! callback that is our [`NewConnCallback`]).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
+use super::message::Act;
+use super::utils;
+use crate::framing::{Control, HandleType};
 use crate::net::Server;
 
 /// A connection to give to a worker: the primary sends it as `newconn` + fd.
@@ -25,10 +31,60 @@ pub struct Handoff {
     pub conn: OwnedFd,
 }
 
+/// What `handoff`'s callback needs when the worker's `{accepted}` comes back.
+#[derive(Debug)]
+pub struct NewConnCallback {
+    pub worker: u32,
+    /// The handle's key (shared, not copied: one callback per connection).
+    pub key: Rc<str>,
+    /// The primary's copy of the connection: closed on `accepted: true`, handed to another
+    /// worker on `false`.
+    pub conn: Rc<OwnedFd>,
+}
+
+// ANCHOR: newconn_line
+/// A key's `newconn` line, rendered once. Every connection sends the same bytes but for its
+/// `seq`, so per connection only that number is written: no JSON is built. (Node builds the
+/// object each time; the bytes on the wire are the same.)
+#[derive(Debug)]
+pub struct NewConnLine {
+    /// `{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn","key":"K","seq":`
+    head: Vec<u8>,
+}
+
+impl NewConnLine {
+    fn new(key: &str) -> Self {
+        // Rendered by serde itself, so the key is escaped exactly as any message would be;
+        // `seq` 0 marks where the number goes.
+        let msg = utils::with_seq(&Act::Newconn { key: key.into() }, 0);
+        let ty = HandleType::NetNative;
+        let line = Control::Handle { ty, msg }.to_line();
+        let head = line.strip_suffix(b"0}}").expect("seq is the last field");
+        Self {
+            head: head.to_vec(),
+        }
+    }
+
+    /// The whole line for one connection (without its `\n`).
+    pub fn line(&self, seq: u64) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut line = Vec::with_capacity(self.head.len() + 24);
+        line.extend_from_slice(&self.head);
+        let _ = write!(line, "{seq}}}}}");
+        line
+    }
+}
+// ANCHOR_END: newconn_line
+
 /// The primary's listening socket for one key, and who shares it.
 #[derive(Debug)]
 pub struct RoundRobinHandle {
-    pub key: String,
+    pub key: Rc<str>,
+    /// Which handle this is, among all made in this process: a key can be dropped and made
+    /// again, with a new socket, and the event loop must tell the two apart.
+    serial: u64,
+    /// This key's `newconn` line.
+    pub newconn: NewConnLine,
     /// The stolen `server._handle`: the primary's real listening socket.
     server: Server,
     sockname: SocketAddr,
@@ -50,8 +106,11 @@ impl RoundRobinHandle {
         let sockname = server
             .listen2(address, port, backlog)
             .map_err(|e| e.raw_errno())?;
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
-            key: key.to_string(),
+            key: Rc::from(key),
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            newconn: NewConnLine::new(key),
             server,
             sockname,
             all: Vec::new(),
@@ -60,6 +119,11 @@ impl RoundRobinHandle {
         })
     }
     // ANCHOR_END: new
+
+    /// This handle's number (see the field).
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
 
     /// The listening socket, for the primary's accept loop.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
@@ -141,9 +205,24 @@ impl RoundRobinHandle {
     pub fn contains(&self, worker: u32) -> bool {
         self.all.contains(&worker)
     }
+}
 
-    /// The idle queue, front first (for the trace).
-    pub fn idle(&self) -> Vec<u32> {
-        self.free.iter().copied().collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::Control;
+
+    #[test]
+    fn a_prerendered_newconn_is_what_send_handle_would_write() {
+        for key in [
+            "127.0.0.1:0:4:undefined:0",
+            "null:8000:6:undefined:1",
+            "odd \"key\" \\ \u{1} é:1:4:undefined:0",
+        ] {
+            let (msg, seq) = utils::envelope(&Act::Newconn { key: key.into() });
+            let ty = HandleType::NetNative;
+            let generic = Control::Handle { ty, msg }.to_line();
+            assert_eq!(NewConnLine::new(key).line(seq), generic);
+        }
     }
 }

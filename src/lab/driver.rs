@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -226,7 +226,7 @@ impl Lab {
         let deadline = Instant::now() + limit;
         trace::set_label("primary");
         while Instant::now() < deadline {
-            let extra: [(RawFd, bool); 1] = [(stream.as_raw_fd(), false)];
+            let extra = [(stream.as_fd(), false)];
             let ready = self.primary.poll(&extra, Duration::from_millis(50));
             self.drain();
             if !ready.first().is_some_and(|r| r.readable) {
@@ -251,7 +251,7 @@ impl Lab {
         let deadline = Instant::now() + Duration::from_secs(5);
         trace::set_label("primary");
         while Instant::now() < deadline {
-            let extra: [(RawFd, bool); 1] = [(sock.as_raw_fd(), false)];
+            let extra = [(sock.as_fd(), false)];
             let ready = self.primary.poll(&extra, Duration::from_millis(50));
             self.drain();
             if ready.first().is_some_and(|r| r.readable) {

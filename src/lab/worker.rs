@@ -384,10 +384,11 @@ impl LabWorker {
         let (host, port) = (self.plan.host, self.plan.port);
         let (errno, handle) = match result {
             Err(e) => (Some(e), None),
-            Ok(GotHandle::RoundRobin(fake)) => {
+            Ok(GotHandle::RoundRobin { key, sockname }) => {
                 trace::step(&format!(
                     "rr(): a fake handle for {key} (no socket in this process)"
                 ));
+                let fake = net::FakeHandle { key, sockname };
                 (None, Some(ServerHandle::RoundRobin(fake)))
             }
             Ok(GotHandle::Shared(fd, _)) if self.plan.udp => {

@@ -1,0 +1,325 @@
+//! The cluster protocol's messages, as types. Node writes them as object literals at each
+//! `sendHelper` call in
+//! [`child.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/child.js#L92)
+//! and [`primary.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L268);
+//! here each one is a type, so both sides agree on the fields and their order.
+//!
+//! Field order is part of the wire format: `serde_json`'s `preserve_order` writes fields in
+//! declaration order, which is the order of Node's object spread. The envelope around every
+//! message (`cmd` first, `seq` last) is [`super::utils`].
+//!
+//! A worker is untrusted input. Every number it sends is read as a plain JSON integer first
+//! and then narrowed with `try_from`, so a port of 70000 or a backlog of 2^40 is an error
+//! that names the field, never a silent wrap-around.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `addressType` of a server query: `4`/`6` for TCP, `"udp4"`/`"udp6"` for UDP sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "Value")]
+pub enum AddressType {
+    Tcp4,
+    Tcp6,
+    Udp4,
+    Udp6,
+}
+
+impl AddressType {
+    /// For a bound IP: 4 or 6.
+    pub fn tcp_for(ip: IpAddr) -> Self {
+        if ip.is_ipv4() {
+            AddressType::Tcp4
+        } else {
+            AddressType::Tcp6
+        }
+    }
+
+    /// For a UDP socket: udp4 or udp6.
+    pub fn udp_for(ip: IpAddr) -> Self {
+        if ip.is_ipv4() {
+            AddressType::Udp4
+        } else {
+            AddressType::Udp6
+        }
+    }
+
+    /// Whether this is a UDP type (always a shared handle in the primary).
+    pub fn is_udp(self) -> bool {
+        matches!(self, AddressType::Udp4 | AddressType::Udp6)
+    }
+}
+
+/// As Node sends it: the number `4` or the string `"udp4"`.
+impl From<AddressType> for Value {
+    fn from(t: AddressType) -> Value {
+        match t {
+            AddressType::Tcp4 => Value::from(4),
+            AddressType::Tcp6 => Value::from(6),
+            AddressType::Udp4 => Value::from("udp4"),
+            AddressType::Udp6 => Value::from("udp6"),
+        }
+    }
+}
+
+impl TryFrom<Value> for AddressType {
+    type Error = String;
+    fn try_from(v: Value) -> Result<Self, String> {
+        match &v {
+            Value::Number(n) if n.as_i64() == Some(4) => Ok(AddressType::Tcp4),
+            Value::Number(n) if n.as_i64() == Some(6) => Ok(AddressType::Tcp6),
+            Value::String(s) if s == "udp4" => Ok(AddressType::Udp4),
+            Value::String(s) if s == "udp6" => Ok(AddressType::Udp6),
+            _ => Err(format!("addressType {v} is not 4, 6, \"udp4\" or \"udp6\"")),
+        }
+    }
+}
+
+impl fmt::Display for AddressType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressType::Tcp4 => "4",
+            AddressType::Tcp6 => "6",
+            AddressType::Udp4 => "udp4",
+            AddressType::Udp6 => "udp6",
+        })
+    }
+}
+
+// ANCHOR: server_query
+/// The `serverQuery` object `listenInCluster` builds for `cluster._getServer`: what a worker
+/// sends in `queryServer`, after `index` and `data`, in Node's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "RawQuery")]
+pub struct ServerQuery {
+    /// `null` when no host was given; otherwise the address string.
+    pub address: Option<String>,
+    pub port: u16,
+    pub address_type: AddressType,
+    /// `undefined` for TCP (left out of the JSON), `-1` for UDP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    pub flags: u32,
+    /// Absent for UDP queries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i32>,
+}
+// ANCHOR_END: server_query
+
+/// A `queryServer` or `listening` message's body: `{index, data, ...serverQuery}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerMessage {
+    /// Which listen on this address it is (child.js's `indexes`). `None` only from a peer
+    /// that left it out: the key then spells it `undefined`, as JavaScript would.
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "index")]
+    #[serde(default)]
+    pub index: Option<u64>,
+    /// Node's `data` (TLS ticket keys, say); `null` for plain TCP.
+    #[serde(default)]
+    pub data: Value,
+    #[serde(flatten)]
+    pub query: ServerQuery,
+}
+
+/// A `NODE_CLUSTER` request: the `act` and its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "act", rename_all = "camelCase")]
+pub enum Act {
+    /// Worker → primary, first thing: the worker is up.
+    Online,
+    /// Worker → primary: give me a server for this address.
+    QueryServer(ServerMessage),
+    /// Worker → primary: the server listens (the query again, with the real port).
+    Listening(ServerMessage),
+    /// Worker → primary: a cluster-managed server closed.
+    Close { key: String },
+    /// Worker → primary: `worker.disconnect()` was called in the worker.
+    ExitedAfterDisconnect,
+    /// Primary → worker: close your servers and go.
+    Disconnect,
+    /// Primary → worker, riding on a `NODE_HANDLE` with the connection's fd.
+    Newconn { key: String },
+}
+
+/// The primary's answer to `queryServer`: `{errno, key, ack, data, ...reply}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryReply {
+    /// `null` for round robin's success, `0` for a shared handle, `-errno` for a failure.
+    pub errno: Option<i32>,
+    pub key: String,
+    pub ack: u64,
+    pub data: Value,
+    /// Round robin only: the primary's listening address.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sockname: Option<Sockname>,
+}
+
+/// `getsockname`'s answer, as Node's `sockname` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sockname {
+    pub address: String,
+    pub family: String,
+    pub port: u16,
+}
+
+impl From<SocketAddr> for Sockname {
+    fn from(s: SocketAddr) -> Self {
+        let family = if s.is_ipv4() { "IPv4" } else { "IPv6" };
+        Self {
+            address: s.ip().to_string(),
+            family: family.to_string(),
+            port: s.port(),
+        }
+    }
+}
+
+impl Sockname {
+    /// Back to an address, if it is one.
+    pub fn to_addr(&self) -> Option<SocketAddr> {
+        Some(SocketAddr::new(self.address.parse().ok()?, self.port))
+    }
+}
+
+/// The worker's answer to `newconn`: `{ack, accepted}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub ack: u64,
+    pub accepted: bool,
+}
+
+/// A bare acknowledgement: the primary's answer to `exitedAfterDisconnect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    pub ack: u64,
+}
+
+/// What a peer may send for a query, before the numbers are narrowed.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawQuery {
+    #[serde(default)]
+    address: Option<String>,
+    port: Option<i64>,
+    address_type: AddressType,
+    #[serde(default)]
+    fd: Option<i64>,
+    #[serde(default)]
+    flags: Option<i64>,
+    /// Node passes what `listen()` was given, which can be `false` (`listen(0, host)`):
+    /// anything that is not an integer means "the default", as `backlog || 511` does.
+    #[serde(default)]
+    backlog: Value,
+}
+
+impl TryFrom<RawQuery> for ServerQuery {
+    type Error = String;
+    fn try_from(r: RawQuery) -> Result<Self, String> {
+        let port = r.port.ok_or("queryServer without a port")?;
+        Ok(Self {
+            address: r.address,
+            port: narrow("port", port)?,
+            address_type: r.address_type,
+            fd: r.fd.map(|v| narrow("fd", v)).transpose()?,
+            flags: narrow("flags", r.flags.unwrap_or(0))?,
+            backlog: r
+                .backlog
+                .as_i64()
+                .map(|v| narrow("backlog", v))
+                .transpose()?,
+        })
+    }
+}
+
+/// A peer's integer, narrowed to the type we keep it in, or an error naming the field.
+pub fn narrow<T: TryFrom<i64>>(field: &str, v: i64) -> Result<T, String> {
+    T::try_from(v).map_err(|_| format!("{field} {v} is out of range"))
+}
+
+fn index<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v: Option<i64> = Option::deserialize(d)?;
+    v.map(|i| narrow("index", i).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_query_is_written_in_nodes_order() {
+        let m = Act::QueryServer(ServerMessage {
+            index: Some(0),
+            data: Value::Null,
+            query: ServerQuery {
+                address: Some("127.0.0.1".into()),
+                port: 0,
+                address_type: AddressType::Tcp4,
+                fd: None,
+                flags: 0,
+                backlog: Some(0),
+            },
+        });
+        assert_eq!(
+            serde_json::to_string(&m).expect("serializes"),
+            r#"{"act":"queryServer","index":0,"data":null,"address":"127.0.0.1","port":0,"addressType":4,"flags":0,"backlog":0}"#
+        );
+    }
+
+    #[test]
+    fn udp_types_are_strings_and_tcp_types_numbers() {
+        assert_eq!(json!(AddressType::Udp6), json!("udp6"));
+        assert_eq!(json!(AddressType::Tcp6), json!(6));
+        let t: AddressType = serde_json::from_value(json!("udp4")).expect("udp4");
+        assert_eq!(t, AddressType::Udp4);
+        assert!(serde_json::from_value::<AddressType>(json!(5)).is_err());
+        assert!(serde_json::from_value::<AddressType>(json!("tcp9")).is_err());
+    }
+
+    #[test]
+    fn numbers_from_a_peer_are_range_checked() {
+        let bad = json!({"act": "queryServer", "index": 0, "data": null, "address": null,
+                         "port": 70000, "addressType": 4, "seq": 1});
+        let err = serde_json::from_value::<Act>(bad).expect_err("port out of range");
+        assert!(
+            err.to_string().contains("port 70000 is out of range"),
+            "{err}"
+        );
+        let bad = json!({"act": "queryServer", "index": -1, "port": 80, "addressType": 4});
+        let err = serde_json::from_value::<Act>(bad).expect_err("index out of range");
+        assert!(err.to_string().contains("index -1"), "{err}");
+        let bad =
+            json!({"act": "queryServer", "port": 80, "addressType": 4, "backlog": 1u64 << 40});
+        assert!(serde_json::from_value::<Act>(bad).is_err());
+    }
+
+    #[test]
+    fn replies_are_written_in_nodes_order() {
+        let addr: SocketAddr = "127.0.0.1:8000".parse().expect("addr");
+        let rr = QueryReply {
+            errno: None,
+            key: "K".into(),
+            ack: 3,
+            data: Value::Null,
+            sockname: Some(addr.into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&rr).expect("serializes"),
+            r#"{"errno":null,"key":"K","ack":3,"data":null,"sockname":{"address":"127.0.0.1","family":"IPv4","port":8000}}"#
+        );
+        let failed = QueryReply {
+            errno: Some(-98),
+            key: "K".into(),
+            ack: 3,
+            data: Value::Null,
+            sockname: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&failed).expect("serializes"),
+            r#"{"errno":-98,"key":"K","ack":3,"data":null}"#
+        );
+    }
+}
