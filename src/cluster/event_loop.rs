@@ -70,6 +70,19 @@ impl EventLoop {
 }
 
 impl Primary {
+    /// `cluster.disconnect()`, then wait (at most `grace`) for every worker to exit; kill the
+    /// rest. Every worker is reaped when this returns.
+    pub fn shutdown(&mut self, grace: std::time::Duration) {
+        for id in self.worker_ids() {
+            self.disconnect(id);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        while self.has_workers() && std::time::Instant::now() < deadline {
+            self.poll(&[], std::time::Duration::from_millis(10));
+        }
+        self.kill_all();
+    }
+
     // ANCHOR: poll
     /// One turn of the event loop: wait (at most `timeout`) for a channel, a listening socket
     /// or one of the caller's `extra` fds; handle channels first, then accepts. Returns how

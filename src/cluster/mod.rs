@@ -25,6 +25,7 @@ pub mod primary;
 pub mod round_robin_handle;
 pub mod shared_handle;
 pub mod utils;
+mod worker;
 
 /// `cluster.SCHED_NONE` (1) and `cluster.SCHED_RR` (2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
 use serde::Serialize;
@@ -25,6 +25,7 @@ use super::message::{Accepted, Ack, Act, QueryReply, ServerMessage};
 use super::round_robin_handle::{NewConnCallback, RoundRobinHandle};
 use super::shared_handle::SharedHandle;
 use super::utils::{self, Callbacks, Internal};
+pub use super::worker::{Event, Worker};
 use super::{NODE_UNIQUE_ID, SchedulingPolicy};
 use crate::channel::{Channel, Incoming, WireLog};
 use crate::sys;
@@ -51,37 +52,6 @@ impl Settings {
     }
 }
 
-/// What happened in the cluster, in the order the primary saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Online {
-        id: u32,
-    },
-    Listening {
-        id: u32,
-        address: Value,
-        port: u16,
-    },
-    /// A user message (`process.send` in the worker).
-    Message {
-        id: u32,
-        msg: Value,
-    },
-    Disconnect {
-        id: u32,
-    },
-    Exit {
-        id: u32,
-        code: Option<i32>,
-        signal: Option<i32>,
-    },
-    /// The worker broke the protocol; it was ignored or dropped, as `what` says.
-    Problem {
-        id: u32,
-        what: String,
-    },
-}
-
 /// Why a worker could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ForkError {
@@ -93,18 +63,6 @@ pub enum ForkError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The primary's view of one worker (`Worker` in `lib/internal/cluster/worker.js`).
-pub struct Worker {
-    pub id: u32,
-    pub pid: u32,
-    pub(super) child: Child,
-    /// `None` once the channel closed (`'disconnect'`).
-    pub(super) channel: Option<Channel>,
-    pub(super) exited_after_disconnect: bool,
-    /// Reaped: its exit status was collected.
-    pub(super) exited: bool,
 }
 
 /// A value of the `handles` map: the socket every worker with that key shares.
@@ -270,19 +228,6 @@ impl Primary {
         self.remove_handles_for_worker(id);
     }
     // ANCHOR_END: disconnect
-
-    /// `cluster.disconnect()`, then wait (at most `grace`) for every worker to exit; kill the
-    /// rest. Every worker is reaped when this returns.
-    pub fn shutdown(&mut self, grace: std::time::Duration) {
-        for id in self.worker_ids() {
-            self.disconnect(id);
-        }
-        let deadline = std::time::Instant::now() + grace;
-        while self.has_workers() && std::time::Instant::now() < deadline {
-            self.poll(&[], std::time::Duration::from_millis(10));
-        }
-        self.kill_all();
-    }
 
     // ANCHOR: onmessage
     /// `onmessage` and `methodMessageMapping`, behind `internal()`: replies go to their
@@ -474,60 +419,6 @@ impl Primary {
     pub(super) fn channel(&mut self, id: u32) -> Option<&mut Channel> {
         self.workers.get_mut(&id)?.channel.as_mut()
     }
-
-    /// The pid of a worker, if it is still known.
-    pub fn pid(&self, id: u32) -> Option<u32> {
-        self.workers.get(&id).map(|w| w.pid)
-    }
-
-    /// The ids of the workers still known to the primary.
-    pub fn worker_ids(&self) -> Vec<u32> {
-        self.workers.keys().copied().collect()
-    }
-
-    /// Whether any worker is still running or connected.
-    pub fn has_workers(&self) -> bool {
-        !self.workers.is_empty()
-    }
-
-    /// The next thing that happened, if any.
-    pub fn next_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// Send a signal to a worker (`worker.process.kill(signal)`).
-    pub fn kill(&mut self, id: u32, signal: nix::sys::signal::Signal) {
-        if let Some(w) = self.workers.get(&id) {
-            trace::step(&format!("kill worker {id} (pid {}) with {signal:?}", w.pid));
-            sys::kill(w.pid, signal);
-        }
-    }
-
-    /// Send a user message to a worker (`worker.send(msg)`).
-    pub fn send_user(&mut self, id: u32, msg: Value) {
-        if let Some(ch) = self.channel(id) {
-            ch.send(msg);
-        }
-    }
-
-    /// SIGKILL and reap every worker still there (also what `Drop` does).
-    pub fn kill_all(&mut self) {
-        for w in self.workers.values_mut() {
-            if !w.exited {
-                let _ = w.child.kill();
-                let _ = w.child.wait();
-                w.exited = true;
-            }
-        }
-        self.workers.clear();
-    }
-}
-
-impl Drop for Primary {
-    /// No orphans: whatever way the primary ends, its workers end with it.
-    fn drop(&mut self) {
-        self.kill_all();
-    }
 }
 
 // ANCHOR: key
@@ -552,40 +443,5 @@ fn bind_address(address: Option<&str>) -> IpAddr {
 use serde::Deserialize as _;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn query(msg: Value) -> ServerMessage {
-        serde_json::from_value(msg).expect("a valid query")
-    }
-
-    #[test]
-    fn key_spells_null_and_undefined_as_javascript_does() {
-        let q = query(
-            json!({"address": "127.0.0.1", "port": 8000, "addressType": 4, "index": 0, "seq": 1}),
-        );
-        assert_eq!(key(&q), "127.0.0.1:8000:4:undefined:0");
-        let q =
-            query(json!({"address": null, "port": 8000, "addressType": 4, "index": 0, "seq": 1}));
-        assert_eq!(key(&q), "null:8000:4:undefined:0");
-        let q = query(json!({"address": "127.0.0.1", "port": 0, "addressType": 4, "seq": 1}));
-        assert_eq!(key(&q), "127.0.0.1:0:4:undefined:undefined");
-        let q = query(
-            json!({"address": "127.0.0.1", "port": 8000, "addressType": "udp4", "fd": -1, "index": 0, "seq": 1}),
-        );
-        assert_eq!(key(&q), "127.0.0.1:8000:udp4:-1:0");
-    }
-
-    #[test]
-    fn a_query_without_port_or_type_is_refused() {
-        let bad = [
-            json!({"address": "127.0.0.1", "addressType": 4, "seq": 1}),
-            json!({"port": 80, "addressType": "tcp9", "seq": 1}),
-            json!({"port": 70000, "addressType": 4, "seq": 1}),
-        ];
-        for msg in bad {
-            assert!(serde_json::from_value::<ServerMessage>(msg).is_err());
-        }
-    }
-}
+#[path = "primary_tests.rs"]
+mod tests;

@@ -1,0 +1,36 @@
+//! The key's spelling, checked against what JavaScript's template string gives.
+
+use super::*;
+use serde_json::json;
+
+fn query(msg: Value) -> ServerMessage {
+    serde_json::from_value(msg).expect("a valid query")
+}
+
+#[test]
+fn key_spells_null_and_undefined_as_javascript_does() {
+    let q = query(
+        json!({"address": "127.0.0.1", "port": 8000, "addressType": 4, "index": 0, "seq": 1}),
+    );
+    assert_eq!(key(&q), "127.0.0.1:8000:4:undefined:0");
+    let q = query(json!({"address": null, "port": 8000, "addressType": 4, "index": 0, "seq": 1}));
+    assert_eq!(key(&q), "null:8000:4:undefined:0");
+    let q = query(json!({"address": "127.0.0.1", "port": 0, "addressType": 4, "seq": 1}));
+    assert_eq!(key(&q), "127.0.0.1:0:4:undefined:undefined");
+    let q = query(
+        json!({"address": "127.0.0.1", "port": 8000, "addressType": "udp4", "fd": -1, "index": 0, "seq": 1}),
+    );
+    assert_eq!(key(&q), "127.0.0.1:8000:udp4:-1:0");
+}
+
+#[test]
+fn a_query_without_port_or_type_is_refused() {
+    let bad = [
+        json!({"address": "127.0.0.1", "addressType": 4, "seq": 1}),
+        json!({"port": 80, "addressType": "tcp9", "seq": 1}),
+        json!({"port": 70000, "addressType": 4, "seq": 1}),
+    ];
+    for msg in bad {
+        assert!(serde_json::from_value::<ServerMessage>(msg).is_err());
+    }
+}
