@@ -157,6 +157,20 @@ pub struct QueryReply {
     pub sockname: Option<Sockname>,
 }
 
+impl QueryReply {
+    /// A reply without `data` (Node's primary sends `null` unless the first worker gave some).
+    pub fn new(errno: Option<i32>, key: &str, ack: u64, sockname: Option<Sockname>) -> Self {
+        let (key, data) = (key.to_string(), Value::Null);
+        Self {
+            errno,
+            key,
+            ack,
+            data,
+            sockname,
+        }
+    }
+}
+
 /// `getsockname`'s answer, as Node's `sockname` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sockname {

@@ -20,6 +20,7 @@ pub fn is_primary() -> bool {
 pub const NODE_UNIQUE_ID: &str = "NODE_UNIQUE_ID";
 
 mod event_loop;
+pub mod guard;
 pub mod message;
 pub mod primary;
 pub mod round_robin_handle;

@@ -10,17 +10,18 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
-use serde::Serialize;
+use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 use super::event_loop::EventLoop;
+use super::guard::{self, BindPolicy};
 use super::message::{Accepted, Ack, Act, QueryReply, ServerMessage};
 use super::round_robin_handle::{NewConnCallback, RoundRobinHandle};
 use super::shared_handle::SharedHandle;
@@ -108,6 +109,8 @@ pub struct Primary {
     /// Every message the primary sent or received, when asked to keep them.
     wire_log: Option<WireLog>,
     pub(super) event_loop: EventLoop,
+    /// What workers may bind (see [`guard`]).
+    bind_policy: BindPolicy,
 }
 
 impl Primary {
@@ -123,7 +126,13 @@ impl Primary {
             events: VecDeque::new(),
             wire_log: None,
             event_loop: EventLoop::default(),
+            bind_policy: BindPolicy::default(),
         }
+    }
+
+    /// Let workers bind beyond loopback ports from 1024 up (the user asked for it).
+    pub fn set_bind_policy(&mut self, policy: BindPolicy) {
+        self.bind_policy = policy;
     }
 
     /// Keep every message on every channel forked from now on, in the order the primary
@@ -295,8 +304,16 @@ impl Primary {
         };
         let key = key(&msg);
         trace::step(&format!("queryServer from worker {id}: key {key}"));
+        let held = self.handles.values().filter(|h| h.contains(id)).count();
+        let address = match guard::check(&msg.query, self.bind_policy, held) {
+            Ok(address) => address,
+            Err(r) => {
+                self.problem(id, format!("worker {id} refused: {}", r.why));
+                return self.reply_error(id, &key, seq, r.errno);
+            }
+        };
         if !self.handles.contains_key(&key) {
-            match self.create_handle(&key, &msg) {
+            match self.create_handle(&key, &msg, address) {
                 Ok(handle) => self.handles.insert(key.clone(), handle),
                 Err(errno) => return self.reply_error(id, &key, seq, errno),
             };
@@ -309,9 +326,13 @@ impl Primary {
 
     // ANCHOR: create_handle
     /// The decision (`primary.js` L293): round robin only for TCP under `SCHED_RR`.
-    fn create_handle(&mut self, key: &str, msg: &ServerMessage) -> Result<Handle, Errno> {
+    fn create_handle(
+        &mut self,
+        key: &str,
+        msg: &ServerMessage,
+        address: IpAddr,
+    ) -> Result<Handle, Errno> {
         let q = &msg.query;
-        let address = bind_address(q.address.as_deref());
         if self.policy != SchedulingPolicy::RoundRobin || q.address_type.is_udp() {
             trace::note("new SharedHandle: the primary binds, each worker will listen");
             let h = SharedHandle::new(key, address, q.port, q.address_type.is_udp());
@@ -334,13 +355,7 @@ impl Primary {
             let what = format!("asked twice for the same key {key}");
             return self.drop_worker(id, &what);
         }
-        let reply = |errno, sockname| QueryReply {
-            errno,
-            key: key.to_string(),
-            ack,
-            data: Value::Null,
-            sockname,
-        };
+        let reply = |errno, sockname| QueryReply::new(errno, key, ack, sockname);
         match handle {
             Handle::RoundRobin(rr) => {
                 let sockname = rr.sockname();
@@ -380,18 +395,7 @@ impl Primary {
         trace::step(&format!(
             "reply to worker {id}: errno {code} ({errno:?}), no socket; key dropped"
         ));
-        let key = key.to_string();
-        let data = Value::Null;
-        self.send(
-            id,
-            &QueryReply {
-                errno: Some(code),
-                key,
-                ack,
-                data,
-                sockname: None,
-            },
-        );
+        self.send(id, &QueryReply::new(Some(code), key, ack, None));
     }
 
     fn listening(&mut self, id: u32, msg: ServerMessage) {
@@ -432,15 +436,6 @@ fn key(msg: &ServerMessage) -> String {
     format!("{address}:{}:{}:{fd}:{index}", q.port, q.address_type)
 }
 // ANCHOR_END: key
-
-/// The address to bind: `null` means every interface (`::`), as Node's no-host listen.
-fn bind_address(address: Option<&str>) -> IpAddr {
-    address
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
-}
-
-use serde::Deserialize as _;
 
 #[cfg(test)]
 #[path = "primary_tests.rs"]

@@ -17,6 +17,7 @@ mod worker;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
+use crate::cluster::guard::BindPolicy;
 use crate::cluster::primary::{Primary, Settings};
 use crate::cluster::{self, SchedulingPolicy};
 use crate::sys;
@@ -114,6 +115,10 @@ pub struct LabArgs {
     /// Hide the syscall lines
     #[arg(long)]
     pub no_syscalls: bool,
+    /// Let workers bind any address and any port. Without it the primary binds only
+    /// loopback ports from 1024 up, plus the --host and --port given here.
+    #[arg(long)]
+    pub bind_any: bool,
 }
 
 impl Default for LabArgs {
@@ -138,6 +143,7 @@ impl Default for LabArgs {
             exec: Vec::new(),
             exec_workers: Vec::new(),
             no_syscalls: false,
+            bind_any: false,
         }
     }
 }
@@ -236,6 +242,8 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
         },
         log: None,
     };
+    let any = args.bind_any || !host.is_loopback() || (1..1024).contains(&args.port);
+    lab.primary.set_bind_policy(BindPolicy { any });
     if args.record_wire {
         lab.log = Some(lab.primary.record_wire());
     }
