@@ -106,13 +106,11 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
 pub fn accept4(fd: BorrowedFd<'_>, traced: bool) -> Result<Option<OwnedFd>, Errno> {
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     let res = loop {
-        match socket::accept4(fd.as_raw_fd(), flags) {
+        match socket::accept4(fd, flags) {
             Err(Errno::EINTR) => continue,
             other => break other,
         }
     };
-    // SAFETY: accept4 just returned this fd to us and nobody else owns it.
-    let res = res.map(|raw| unsafe { OwnedFd::from_raw_fd(raw) });
     if traced && trace::syscalls_enabled() && res.as_ref().err() != Some(&Errno::EAGAIN) {
         let call = format!("accept4({}, SOCK_NONBLOCK|SOCK_CLOEXEC)", fd.as_raw_fd());
         trace::syscall(&call, &fd_result(&res));
