@@ -26,6 +26,20 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
+/// Make a call again for as long as a signal interrupts it (`EINTR`), as libuv wraps its
+/// `read`, `write`, `accept4`, `sendmsg` and `recvmsg` in `do … while (r == -1 && errno ==
+/// EINTR)`. Only for calls that are safe to repeat: not `close` (on Linux the fd is gone
+/// even when it says `EINTR`), not a blocking `connect`, and not a wait whose caller must
+/// see the interrupt to notice Ctrl-C (see [`PollSet::wait`]).
+fn retry<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match call() {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Render an address as Node and strace print it: `127.0.0.1:8000`, `[::1]:8000`.
 pub fn show_addr(addr: SocketAddr) -> String {
     addr.to_string()

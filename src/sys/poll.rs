@@ -6,7 +6,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 /// `poll(2)` over a set of fds; returns the revents per entry. `EINTR` counts as "nothing
-/// ready" so the caller's loop simply goes round again.
+/// ready" so the caller's loop simply goes round again (deliberately not `retry`: a loop
+/// that waits must see the Ctrl-C flag that the interrupting signal set).
 pub fn poll(fds: &[(BorrowedFd<'_>, bool)], timeout: Duration) -> Result<Vec<PollReady>, Errno> {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     let mut pfds: Vec<PollFd<'_>> = fds
@@ -87,7 +88,8 @@ impl PollSet {
     }
 
     /// Wait (at most `timeout`) until one of them is ready. `EINTR` counts as "nothing ready",
-    /// as in [`poll`].
+    /// as in [`poll`], and deliberately is not retried: the caller's loop must see the flag
+    /// that Ctrl-C set.
     pub fn wait(&mut self, timeout: Duration) -> Result<(), Errno> {
         for p in &mut self.fds {
             p.revents = 0;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
-use super::{errno_result, unit_result};
+use super::{errno_result, retry, unit_result};
 use crate::trace;
 
 /// Runs in a freshly forked worker, between `fork` and `exec`: put the channel on `target`
@@ -175,8 +175,7 @@ pub fn waitpid_limit(pid: u32, limit: Duration, traced: bool) -> Result<Option<C
     let start = std::time::Instant::now();
     let target = nix::unistd::Pid::from_raw(pid as i32);
     loop {
-        let status = match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
-            Err(Errno::EINTR) => continue,
+        let status = match retry(|| waitpid(target, Some(WaitPidFlag::WNOHANG))) {
             Err(e) => {
                 if traced {
                     trace::syscall(&format!("waitpid({pid})"), &errno_result(e));
@@ -216,8 +215,7 @@ pub fn wait_until_stopped(pid: u32, limit: Duration) -> Result<bool, Errno> {
     let target = nix::unistd::Pid::from_raw(pid as i32);
     let flags = WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG;
     loop {
-        match waitpid(target, Some(flags)) {
-            Err(Errno::EINTR) => continue,
+        match retry(|| waitpid(target, Some(flags))) {
             Err(e) => {
                 trace::syscall(&format!("waitpid({pid}, WUNTRACED)"), &errno_result(e));
                 return Err(e);
@@ -236,12 +234,9 @@ pub fn wait_until_stopped(pid: u32, limit: Duration) -> Result<bool, Errno> {
 /// `waitpid(-1, WNOHANG)`: collect one child that has ended, if there is one; its pid.
 pub fn reap_any() -> Option<u32> {
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Err(Errno::EINTR) => continue,
-            Ok(WaitStatus::StillAlive) | Err(_) => return None,
-            Ok(status) => return status.pid().map(|p| p.as_raw() as u32),
-        }
+    match retry(|| waitpid(None, Some(WaitPidFlag::WNOHANG))) {
+        Ok(WaitStatus::StillAlive) | Err(_) => None,
+        Ok(status) => status.pid().map(|p| p.as_raw() as u32),
     }
 }
 

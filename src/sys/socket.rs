@@ -17,7 +17,7 @@ use nix::sys::socket::{
     SockType, SockaddrIn, SockaddrIn6, SockaddrStorage, sockopt,
 };
 
-use super::{errno_result, fd_result, show_addr, unit_result};
+use super::{errno_result, fd_result, retry, show_addr, unit_result};
 use crate::trace;
 
 /// Which transport a socket speaks: the `addressType` values `4`/`6` vs `udp4`/`udp6`.
@@ -105,12 +105,7 @@ pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
 /// SCHED_NONE wake-up race finds out it lost.
 pub fn accept4(fd: BorrowedFd<'_>, traced: bool) -> Result<Option<OwnedFd>, Errno> {
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let res = loop {
-        match socket::accept4(fd, flags) {
-            Err(Errno::EINTR) => continue,
-            other => break other,
-        }
-    };
+    let res = retry(|| socket::accept4(fd, flags));
     if traced && trace::syscalls_enabled() && res.as_ref().err() != Some(&Errno::EAGAIN) {
         let call = format!("accept4({}, SOCK_NONBLOCK|SOCK_CLOEXEC)", fd.as_raw_fd());
         trace::syscall(&call, &fd_result(&res));
@@ -190,12 +185,9 @@ pub fn sendmsg_with_fd(chan: BorrowedFd<'_>, bytes: &[u8], fd: RawFd) -> Result<
     if trace::syscalls_enabled() {
         trace::syscall(&call, &bytes.len().to_string());
     }
-    let res = loop {
-        match socket::sendmsg::<()>(chan.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
-            Err(Errno::EINTR) => continue,
-            other => break other,
-        }
-    };
+    let res = retry(|| {
+        socket::sendmsg::<()>(chan.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+    });
     match &res {
         Ok(n) if *n == bytes.len() => {}
         Ok(n) => trace::syscall(
@@ -210,12 +202,7 @@ pub fn sendmsg_with_fd(chan: BorrowedFd<'_>, bytes: &[u8], fd: RawFd) -> Result<
 /// A plain `write` of channel bytes (`send` with `MSG_NOSIGNAL`, so a dead peer gives
 /// `EPIPE` instead of killing us with `SIGPIPE`).
 pub fn send(chan: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
-    loop {
-        match socket::send(chan.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
+    retry(|| socket::send(chan.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL))
 }
 
 /// What one `recvmsg` on the channel brought: bytes, and any fds that rode along.
@@ -230,88 +217,82 @@ pub struct Received {
 pub fn recvmsg(chan: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
     let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
     let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg = loop {
-        match socket::recvmsg::<()>(
+    let (bytes, raw_fds, truncated) = retry(|| {
+        let msg = socket::recvmsg::<()>(
             chan.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg_space),
             MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(Errno::EINTR) => continue,
-            other => break other?,
+        )?;
+        let mut raw_fds = Vec::new();
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                raw_fds.extend(raw);
+            }
         }
-    };
-    let mut fds = Vec::new();
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            // SAFETY: SCM_RIGHTS just installed these fds in our table; we are their only owner.
-            fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
-        }
-    }
+        Ok((msg.bytes, raw_fds, msg.flags.contains(MsgFlags::MSG_CTRUNC)))
+    })?;
+    // SAFETY: SCM_RIGHTS just installed these fds in our table; we are their only owner.
+    let fds: Vec<OwnedFd> = raw_fds
+        .into_iter()
+        .map(|r| unsafe { OwnedFd::from_raw_fd(r) })
+        .collect();
     if !fds.is_empty() && trace::syscalls_enabled() {
         // Only the reads that bring an fd are worth a line: the same socket, a new number.
         let got: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
         let call = format!("recvmsg({}, MSG_CMSG_CLOEXEC)", chan.as_raw_fd());
-        let shown = format!("{} + SCM_RIGHTS [{}]", msg.bytes, got.join(", "));
+        let shown = format!("{bytes} + SCM_RIGHTS [{}]", got.join(", "));
         trace::syscall(&call, &shown);
     }
     Ok(Received {
-        len: msg.bytes,
+        len: bytes,
         fds,
-        truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC),
+        truncated,
     })
 }
 
 /// `read(2)` that retries on `EINTR`.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<usize, Errno> {
-    loop {
-        match nix::unistd::read(fd, buf) {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
+    retry(|| nix::unistd::read(fd, buf))
 }
 
 /// `write(2)` that retries on `EINTR`.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> Result<usize, Errno> {
-    loop {
-        match nix::unistd::write(fd, buf) {
-            Err(Errno::EINTR) => continue,
-            other => return other,
-        }
-    }
+    retry(|| nix::unistd::write(fd, buf))
 }
 
-/// `recvfrom(2)` on a UDP socket.
 /// A datagram and who sent it, read with `recvmsg(2)` as libuv's `uv__udp_recvmsg` does.
 pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<SocketAddr>), Errno> {
     let mut iov = [std::io::IoSliceMut::new(buf)];
-    let msg =
-        socket::recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, None, MsgFlags::empty())?;
-    let from = msg.address.and_then(|s| {
+    let (bytes, address) = retry(|| {
+        socket::recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, None, MsgFlags::empty())
+            .map(|msg| (msg.bytes, msg.address))
+    })?;
+    let from = address.and_then(|s| {
         s.as_sockaddr_in()
             .map(|a| SocketAddr::V4((*a).into()))
             .or_else(|| s.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into())))
     });
     let shown = match from {
-        Some(a) => format!("{} from {}", msg.bytes, show_addr(a)),
-        None => msg.bytes.to_string(),
+        Some(a) => format!("{} from {}", bytes, show_addr(a)),
+        None => bytes.to_string(),
     };
     trace::syscall(&format!("recvmsg({})", fd.as_raw_fd()), &shown);
-    Ok((msg.bytes, from))
+    Ok((bytes, from))
 }
 
 /// A datagram to `to`, with `sendmsg(2)` as libuv's `uv__udp_sendmsg` does.
 pub fn send_to(fd: BorrowedFd<'_>, buf: &[u8], to: SocketAddr) -> Result<usize, Errno> {
     let iov = [IoSlice::new(buf)];
+    let raw = fd.as_raw_fd();
     match to {
         SocketAddr::V4(a) => {
             let addr = SockaddrIn::from(a);
-            socket::sendmsg(fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&addr))
+            retry(|| socket::sendmsg(raw, &iov, &[], MsgFlags::empty(), Some(&addr)))
         }
         SocketAddr::V6(a) => {
             let addr = SockaddrIn6::from(a);
-            socket::sendmsg(fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(&addr))
+            retry(|| socket::sendmsg(raw, &iov, &[], MsgFlags::empty(), Some(&addr)))
         }
     }
 }
