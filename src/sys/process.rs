@@ -5,10 +5,12 @@
 //! up the child's fds, exec a fresh `node`. Our primary does the same through
 //! `std::process::Command`; the parts that must run in the child before the exec are here.
 
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag};
+use nix::sys::signal::Signal;
 
 use super::{errno_result, retry, unit_result};
 use crate::trace;
@@ -19,31 +21,49 @@ use crate::trace;
 ///
 /// Only async-signal-safe calls are allowed here.
 pub fn prepare_worker_child(channel: RawFd, target: RawFd, parent: u32) -> std::io::Result<()> {
-    // SAFETY: dup2, fcntl, close_range, prctl and getppid are async-signal-safe syscalls
-    // that take plain integers.
-    unsafe {
-        if channel == target {
-            if libc::fcntl(target, libc::F_SETFD, 0) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-        } else if libc::dup2(channel, target) == -1 {
-            return Err(std::io::Error::last_os_error());
+    put_channel_at(channel, target)?;
+    cloexec_above(target);
+    tie_to_parent(parent)?;
+    Ok(())
+}
+
+/// The channel at `target`, and kept across the exec (libuv's `uv__process_child_init`
+/// does the same with `dup2`, or clears `FD_CLOEXEC` when the fd is already in place).
+fn put_channel_at(channel: RawFd, target: RawFd) -> Result<(), Errno> {
+    // SAFETY: fcntl and dup2 take plain integers (the kernel checks them) and are
+    // async-signal-safe.
+    let res = unsafe {
+        match channel == target {
+            true => libc::fcntl(target, libc::F_SETFD, 0),
+            false => libc::dup2(channel, target),
         }
-        // Nothing but stdio and the channel may reach the worker, not even fds our own parent
-        // forgot to mark close-on-exec: mark everything above the channel (Linux >= 5.11;
-        // older kernels just skip this).
-        let _ = libc::syscall(
+    };
+    Errno::result(res).map(drop)
+}
+
+/// Nothing but stdio and the channel may reach the worker, not even fds our own parent
+/// forgot to mark close-on-exec: mark everything above `fd` (Linux >= 5.11; older kernels
+/// just skip this).
+fn cloexec_above(fd: RawFd) {
+    // SAFETY: close_range takes plain integers, touches none of our memory, and is
+    // async-signal-safe.
+    let _ = unsafe {
+        libc::syscall(
             libc::SYS_close_range,
-            target + 1,
+            fd + 1,
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
-        );
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::getppid() as u32 != parent {
-            libc::_exit(0); // the primary died before we could ask
-        }
+        )
+    };
+}
+
+/// Ask the kernel to `SIGKILL` us when our parent dies (`PR_SET_PDEATHSIG`), and exit at
+/// once if it already has: then we were handed to another parent before we could ask.
+/// Both calls are async-signal-safe, so this may run between `fork` and `exec`.
+fn tie_to_parent(parent: u32) -> Result<(), Errno> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        exit_now(0);
     }
     Ok(())
 }
@@ -141,15 +161,27 @@ pub fn exit_now(code: i32) -> ! {
 }
 
 /// In a forked child: ask the kernel to `SIGKILL` us if the parent dies, so no child can
-/// outlive a parent that crashed (and exit at once if it is already gone).
+/// outlive a parent that crashed (and exit at once if it is already gone). A kernel that
+/// refuses leaves the child as it was: it still ends when its parent closes on it.
 pub fn die_with_parent(parent: u32) {
-    // SAFETY: prctl and getppid take plain integers.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() as u32 != parent {
-            libc::_exit(0);
-        }
-    }
+    let _ = tie_to_parent(parent);
+}
+
+/// Take ownership of an fd this process inherited by number (a worker's channel, which the
+/// primary put at fd 3 as Node's `NODE_CHANNEL_FD` says): check that it is open
+/// (`F_GETFD`), and mark it close-on-exec, as libuv's `uv_pipe_open` leaves it, so that the
+/// channel does not leak into the worker's own children.
+///
+/// # Safety
+///
+/// Nothing else in this process may own `raw`: the `OwnedFd` closes it on drop.
+pub unsafe fn adopt_inherited_fd(raw: RawFd) -> Result<OwnedFd, Errno> {
+    // SAFETY: fcntl takes a plain integer; for a number that is not open it says EBADF.
+    Errno::result(unsafe { libc::fcntl(raw, libc::F_GETFD) })?;
+    // SAFETY: `raw` is open (just checked), and the caller promises nobody else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    let _ = nix::fcntl::fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    Ok(owned)
 }
 
 /// How a child ended, as `waitpid(2)` reports it.
