@@ -116,10 +116,17 @@ fn running(pid: u32) -> bool {
     }
 }
 
+/// The fds a process holds, leaving out its event loop's own epoll instance (bookkeeping,
+/// not a file or a socket: `sys::Epoll` keeps it at 100 or above).
 fn fds(pid: u32) -> Vec<u32> {
     let mut v: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("/proc/PID/fd")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .map_or(true, |l| l.to_string_lossy() != "anon_inode:[eventpoll]")
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
         .collect();
     v.sort_unstable();
     v

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
@@ -20,6 +20,7 @@ use super::NODE_UNIQUE_ID;
 use super::message::{Accepted, Act, QueryReply, ServerMessage, ServerQuery};
 use super::utils::{self, Callbacks, Internal};
 use crate::channel::{Channel, ChannelError, HandleType, Incoming};
+use crate::sys;
 use crate::trace;
 
 static SET_UP: AtomicBool = AtomicBool::new(false);
@@ -143,23 +144,10 @@ fn open_channel(id: &str, fd: &str) -> Result<Runtime, SetupError> {
         .ok()
         .filter(|f| *f >= 0)
         .ok_or_else(|| SetupError::BadChannelFd(fd.to_string()))?;
-    if nix::fcntl::fcntl(
-        // SAFETY: only asks whether `raw` is open; no ownership is taken.
-        unsafe { BorrowedFd::borrow_raw(raw) },
-        nix::fcntl::FcntlArg::F_GETFD,
-    )
-    .is_err()
-    {
-        return Err(SetupError::BadChannelFd(fd.to_string()));
-    }
-    // SAFETY: the primary put the channel on this fd for us; it is open (checked above) and
-    // nothing else in this process owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-    // Like libuv's recvmsg, keep the channel itself out of our own children.
-    let _ = nix::fcntl::fcntl(
-        &owned,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+    // SAFETY: the primary put the channel on this fd for us; nothing else in this process
+    // owns it. (Kept out of our own children, as libuv keeps it.)
+    let owned = unsafe { sys::adopt_inherited_fd(raw) }
+        .map_err(|_| SetupError::BadChannelFd(fd.to_string()))?;
     let channel = Channel::new(owned, "primary").map_err(SetupError::Channel)?;
     let mut rt = Runtime {
         id,

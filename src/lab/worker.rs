@@ -3,7 +3,7 @@
 //! (or UDP) naming itself, and reports to the primary with ordinary user messages.
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,7 @@ pub fn worker_entry() -> Option<ExitCode> {
         eprintln!("error: started as a worker without a plan ({WORKER_ENV} is missing or bad)");
         return Some(ExitCode::FAILURE);
     };
-    Some(LabWorker::new(rt, plan).run())
+    Some(LabWorker::start(rt, plan))
 }
 // ANCHOR_END: worker_entry
 
@@ -89,12 +89,120 @@ struct LabWorker {
     pid: u32,
     /// The answer, the same for every request: rendered once.
     response: Vec<u8>,
-    /// The poll set, refilled every turn but kept (no allocation per turn).
-    pollset: sys::PollSet,
+    /// What the worker waits on, registered once per fd (see [`Watched`]).
+    watched: Watched,
 }
 
+/// The token of the channel in the worker's epoll set; a listening socket's is
+/// `SLOT + its slot`, a connection's `CONN + its fd`.
+const CHANNEL: u64 = 0;
+const SLOT: u64 = 1;
+const CONN: u64 = 1 << 32;
+
+/// The worker's epoll set and what is in it. As libuv's loop does, each fd is registered
+/// once, changed only when what we wait for changes (the channel wants `EPOLLOUT` while it
+/// has bytes queued), and removed before it is closed (a connection from the primary, or a
+/// shared listening socket, lives on in another process, and epoll would go on reporting
+/// it). The changes are applied just before each wait, as `uv__io_poll` applies its
+/// watcher queue.
+struct Watched {
+    epoll: sys::Epoll,
+    /// `Some(wants_write)` once the channel is registered.
+    channel: Option<bool>,
+    /// Which slots' sockets are registered, by slot.
+    slots: Vec<bool>,
+    /// What the last wait said: allocated once, reused every turn.
+    ready: Vec<sys::Ready>,
+}
+
+impl Watched {
+    /// A new epoll instance, with nothing in it yet.
+    fn new() -> Result<Self, Errno> {
+        Ok(Self {
+            epoll: sys::Epoll::new()?,
+            channel: None,
+            slots: Vec::new(),
+            ready: Vec::new(),
+        })
+    }
+
+    /// Register `fd` under `token`. A failure leaves it unregistered, to be tried next turn.
+    fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> bool {
+        self.epoll.add(fd, token, writable).is_ok()
+    }
+
+    /// Tell epoll the channel's interest, if it changed since the last turn.
+    fn channel(&mut self, fd: BorrowedFd<'_>, wants_write: bool) {
+        let ok = match self.channel {
+            Some(w) if w == wants_write => return,
+            Some(_) => self.epoll.modify(fd, CHANNEL, wants_write).is_ok(),
+            None => self.add(fd, CHANNEL, wants_write),
+        };
+        if ok {
+            self.channel = Some(wants_write);
+        }
+    }
+
+    /// Register slot `s`'s socket, the first time it has one.
+    fn slot(&mut self, s: usize, fd: BorrowedFd<'_>) {
+        if self.slots.len() <= s {
+            self.slots.resize(s + 1, false);
+        }
+        if !self.slots[s] {
+            self.slots[s] = self.add(fd, SLOT + s as u64, false);
+        }
+    }
+
+    /// Register a connection.
+    fn conn(&self, conn: &http::Conn) {
+        let _ = self.add(conn.fd.as_fd(), conn_token(conn), false);
+    }
+
+    /// Remove a connection before it closes.
+    fn forget(&self, conn: &http::Conn) {
+        let _ = self.epoll.delete(conn.fd.as_fd());
+    }
+
+    /// Wait for the next event (at most `timeout`). An error reads as "nothing ready".
+    fn wait(&mut self, timeout: Duration) {
+        if self.epoll.wait(timeout, &mut self.ready).is_err() {
+            self.ready.clear();
+        }
+    }
+
+    /// Whether the last wait found `token` readable.
+    fn readable(&self, token: u64) -> bool {
+        self.ready.iter().any(|r| r.token == token && r.readable)
+    }
+
+    /// What the last wait said about `token`.
+    fn get(&self, token: u64) -> sys::Ready {
+        let found = self.ready.iter().find(|r| r.token == token);
+        found.copied().unwrap_or_default()
+    }
+}
+
+/// A connection's token: its fd is unique among our open fds.
+fn conn_token(conn: &http::Conn) -> u64 {
+    CONN + u64::try_from(conn.fd.as_raw_fd()).unwrap_or(0)
+}
+
+/// The longest a worker waits before it looks around again.
+const TURN: Duration = Duration::from_millis(500);
+
 impl LabWorker {
-    fn new(rt: Runtime, plan: WorkerPlan) -> Self {
+    /// Make the worker's epoll set, then run the worker until it is done.
+    fn start(rt: Runtime, plan: WorkerPlan) -> ExitCode {
+        match Watched::new() {
+            Ok(watched) => Self::new(rt, plan, watched).run(),
+            Err(e) => {
+                eprintln!("error: epoll_create1: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn new(rt: Runtime, plan: WorkerPlan, watched: Watched) -> Self {
         let pid = std::process::id();
         Self {
             response: http::response(rt.id, pid),
@@ -104,7 +212,7 @@ impl LabWorker {
             pending: 0,
             conns: Vec::new(),
             pid,
-            pollset: sys::PollSet::new(),
+            watched,
         }
     }
 
@@ -255,49 +363,23 @@ impl LabWorker {
 
     /// One turn of the worker's loop. `Ok(false)`: time to exit 0.
     fn turn(&mut self) -> Result<bool, NetError> {
-        let Some(rt) = self.rt.as_ref() else {
+        if !self.watch() {
             return Ok(false);
-        };
-        let mut set = std::mem::take(&mut self.pollset);
-        set.clear();
-        set.push(rt.channel_fd().as_raw_fd(), rt.wants_write());
-        for s in &self.slots {
-            let fd = match s {
-                Slot::Tcp(server) => server.listening_fd(),
-                Slot::Udp(fd) => fd.as_ref().map(|f| f.as_fd()),
-            };
-            if let Some(fd) = fd {
-                set.push(fd.as_raw_fd(), false);
-            }
         }
-        let first_conn = set.len();
-        for c in &self.conns {
-            set.push(c.fd.as_raw_fd(), false);
-        }
-        let _ = set.wait(Duration::from_millis(500)); // an error reads as "nothing ready"
+        self.watched.wait(TURN);
         // Connections first: they were accepted before anything in this turn. (Last to
         // first, so that removing one leaves the others' places as they were.)
         for i in (0..self.conns.len()).rev() {
-            if set.ready(first_conn + i).readable && self.conns[i].on_readable() {
-                let conn = self.conns.remove(i);
-                self.serve(conn);
+            if self.watched.readable(conn_token(&self.conns[i])) && self.conns[i].on_readable() {
+                self.serve_at(i);
             }
         }
-        let mut fd_i = 1;
         for s in 0..self.slots.len() {
-            let has_fd = match &self.slots[s] {
-                Slot::Tcp(server) => server.listening_fd().is_some(),
-                Slot::Udp(fd) => fd.is_some(),
-            };
-            if has_fd {
-                if set.ready(fd_i).readable {
-                    self.on_listener_ready(s);
-                }
-                fd_i += 1;
+            if self.watched.readable(SLOT + s as u64) {
+                self.on_listener_ready(s);
             }
         }
-        let channel = set.ready(0);
-        self.pollset = set;
+        let channel = self.watched.get(CHANNEL);
         if channel.writable
             && let Some(rt) = self.rt.as_mut()
         {
@@ -310,6 +392,38 @@ impl LabWorker {
         // The end of the turn: what the channel held back goes out (see `channel.rs`).
         self.flush_channel();
         go_on
+    }
+
+    /// Bring the epoll set up to date before a wait: the channel's interest, and any
+    /// listening socket that appeared since the last turn. False once the channel is gone.
+    fn watch(&mut self) -> bool {
+        let Some(rt) = self.rt.as_ref() else {
+            return false;
+        };
+        self.watched.channel(rt.channel_fd(), rt.wants_write());
+        for (s, slot) in self.slots.iter().enumerate() {
+            let fd = match slot {
+                Slot::Tcp(server) => server.listening_fd(),
+                Slot::Udp(fd) => fd.as_ref().map(|f| f.as_fd()),
+            };
+            if let Some(fd) = fd {
+                self.watched.slot(s, fd);
+            }
+        }
+        true
+    }
+
+    /// Keep a connection whose request is not complete yet, and watch it.
+    fn keep(&mut self, conn: http::Conn) {
+        self.watched.conn(&conn);
+        self.conns.push(conn);
+    }
+
+    /// The request on connection `i` is complete: stop watching it and answer.
+    fn serve_at(&mut self, i: usize) {
+        let conn = self.conns.remove(i);
+        self.watched.forget(&conn);
+        self.serve(conn);
     }
 
     /// Write what the channel holds back (only when nothing is traced does it hold anything).
@@ -339,7 +453,7 @@ impl LabWorker {
     fn take(&mut self, mut conn: http::Conn) {
         match conn.on_readable() {
             true => self.serve(conn),
-            false => self.conns.push(conn),
+            false => self.keep(conn),
         }
     }
     // ANCHOR_END: serve
@@ -444,26 +558,20 @@ impl LabWorker {
                 let Some(fd) = server.listening_fd() else {
                     return;
                 };
-                let first_new = self.conns.len();
                 // One accept per wake-up, as libuv 1.46 does; a worker that loses the race for
                 // a shared socket gets EAGAIN here.
-                if let Ok(Some(conn)) = sys::accept4(fd, true) {
-                    if trace::enabled() {
-                        trace::step(&format!(
-                            "{}: accepted a connection itself (fd {})",
-                            server.name,
-                            conn.as_raw_fd()
-                        ));
-                    }
-                    self.conns.push(http::Conn::new(conn));
+                let Ok(Some(conn)) = sys::accept4(fd, true) else {
+                    return;
+                };
+                if trace::enabled() {
+                    trace::step(&format!(
+                        "{}: accepted a connection itself (fd {})",
+                        server.name,
+                        conn.as_raw_fd()
+                    ));
                 }
                 // As with a connection from the primary: the request is usually there.
-                for i in (first_new..self.conns.len()).rev() {
-                    if self.conns[i].on_readable() {
-                        let conn = self.conns.remove(i);
-                        self.serve(conn);
-                    }
-                }
+                self.take(http::Conn::new(conn));
             }
             Slot::Udp(Some(fd)) => {
                 let mut buf = [0u8; 512];

@@ -51,8 +51,8 @@ impl Turn {
 /// Wait (at most [`WAIT_LIMIT`]) for one byte on the handshake socket; false on EOF or
 /// timeout.
 fn wait_byte(fd: BorrowedFd<'_>) -> bool {
-    let ready = sys::poll(&[(fd, false)], WAIT_LIMIT).unwrap_or_default();
-    if !ready.first().is_some_and(|r| r.readable) {
+    let ready = sys::wait_one(fd, false, WAIT_LIMIT).unwrap_or_default();
+    if !ready.readable {
         return false;
     }
     let mut byte = [0u8; 1];

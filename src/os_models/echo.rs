@@ -56,8 +56,8 @@ pub fn serve(conn: &OwnedFd, n: usize) -> Ended {
             trace::problem("a line longer than 1024 bytes: ends the conversation");
             return Ended::Broken;
         }
-        let ready = sys::poll(&[(fd, false)], WAIT_LIMIT).unwrap_or_default();
-        if !ready.first().is_some_and(|r| r.readable) {
+        let ready = sys::wait_one(fd, false, WAIT_LIMIT).unwrap_or_default();
+        if !ready.readable {
             trace::problem("the client said nothing: ends the conversation");
             return Ended::Broken;
         }
@@ -87,8 +87,8 @@ fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), nix::errno::Errn
         match sys::send(fd, bytes) {
             Ok(sent) => bytes = &bytes[sent..],
             Err(nix::errno::Errno::EAGAIN) => {
-                let ready = sys::poll(&[(fd, true)], WAIT_LIMIT)?;
-                if !ready.first().is_some_and(|r| r.writable) {
+                let ready = sys::wait_one(fd, true, WAIT_LIMIT)?;
+                if !ready.writable {
                     return Err(nix::errno::Errno::ETIMEDOUT);
                 }
             }

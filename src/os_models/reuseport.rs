@@ -204,9 +204,9 @@ enum Fate {
 fn fate(client: &Client, queue: &AcceptQueue, before: usize) -> Result<Fate, ModelError> {
     let deadline = Instant::now() + WAIT_LIMIT;
     while Instant::now() < deadline {
-        let ready = sys::poll(&[(client.fd(), false)], std::time::Duration::from_millis(5))
-            .map_err(|e| ModelError::sys("poll", e))?;
-        if ready.first().is_some_and(|r| r.readable) {
+        let ready = sys::wait_one(client.fd(), false, std::time::Duration::from_millis(5))
+            .map_err(|e| ModelError::sys("epoll_pwait", e))?;
+        if ready.readable {
             return Ok(Fate::Answered);
         }
         let len = queue.len()?;

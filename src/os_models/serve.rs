@@ -97,8 +97,8 @@ pub fn serve_http(conn: BorrowedFd<'_>, response: &[u8]) -> bool {
                 }
             }
             Err(Errno::EAGAIN) => {
-                let ready = sys::poll(&[(conn, false)], REQUEST_LIMIT).unwrap_or_default();
-                if !ready.first().is_some_and(|r| r.readable) {
+                let ready = sys::wait_one(conn, false, REQUEST_LIMIT).unwrap_or_default();
+                if !ready.readable {
                     return false;
                 }
             }
