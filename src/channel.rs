@@ -31,6 +31,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use serde_json::Value;
@@ -366,6 +367,44 @@ impl Channel {
                 fd: None,
                 handle_type: None,
             }),
+        }
+    }
+}
+
+impl Channel {
+    /// A worker's last act on its channel, when the primary asked it to go: everything queued
+    /// goes out, then our end of file (`shutdown(SHUT_WR)`), then we wait — at most `limit` —
+    /// for the primary to close its end, discarding whatever still arrives (an fd that rides
+    /// along is closed). A Node primary closes its end while it handles our EOF
+    /// (`channel.onread` → `target.disconnect()` → `channel.close()`), so when we see its close
+    /// it has already marked us disconnected, and our exit cannot reach it first. Closing and
+    /// exiting at once leaves that order to luck: with libuv >= 1.5x the EOF takes one more
+    /// loop turn, and if our SIGCHLD is in the same turn a Node primary whose channels are
+    /// unref'd exits before it reads the EOF (`cluster.disconnect(cb)` never calls back).
+    pub fn close_after_peer(mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        while self.wants_write() && !self.closed {
+            self.flush();
+            if !self.wants_write() || self.closed || left().is_zero() {
+                break;
+            }
+            let _ = sys::wait_one(self.fd.as_fd(), true, left());
+        }
+        if self.closed || sys::shutdown_write(self.fd.as_fd()).is_err() {
+            return;
+        }
+        while !left().is_zero() {
+            match sys::wait_one(self.fd.as_fd(), false, left()) {
+                Ok(r) if r.readable => {}
+                Ok(_) => continue,
+                Err(_) => return,
+            }
+            match sys::recvmsg(self.fd.as_fd(), &mut self.rbuf) {
+                Ok(got) if got.len == 0 => return, // the primary closed its end
+                Ok(_) | Err(Errno::EAGAIN) => {}   // late bytes (and fds): dropped
+                Err(_) => return,
+            }
         }
     }
 }

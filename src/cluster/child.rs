@@ -390,6 +390,14 @@ impl Runtime {
     }
     // ANCHOR_END: disconnect
 
+    /// `process.disconnect()` after `disconnect` from the primary, as the worker's last act:
+    /// see [`Channel::close_after_peer`]. Call it instead of dropping the runtime, just
+    /// before exiting.
+    pub fn close_channel(self) {
+        self.channel
+            .close_after_peer(std::time::Duration::from_secs(2));
+    }
+
     /// Whether the primary asked us to go (so channel EOF is expected).
     pub fn exited_after_disconnect(&self) -> bool {
         self.exited_after_disconnect

@@ -476,7 +476,10 @@ impl LabWorker {
                 WorkerEvent::Disconnect => {
                     // The lab's own choice: close exclusive servers too, then leave.
                     self.slots.clear();
-                    self.rt = None;
+                    // Our EOF must reach the primary before our exit does.
+                    if let Some(rt) = self.rt.take() {
+                        rt.close_channel();
+                    }
                     return Ok(false);
                 }
                 WorkerEvent::PrimaryGone => return Ok(false),
