@@ -55,6 +55,12 @@ pub enum ChannelError {
     /// The bytes themselves were wrong (see [`FrameError`]).
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The kernel cut the fds short (`MSG_CTRUNC`): the peer sent more in one message
+    /// than a read has room for. The ones that arrived were closed.
+    #[error(
+        "sent more file descriptors in one message than a read has room for (MSG_CTRUNC); the ones that arrived were closed"
+    )]
+    TruncatedFds,
     #[error("channel {syscall} failed: {errno}")]
     Sys { syscall: &'static str, errno: Errno },
 }
@@ -323,6 +329,11 @@ impl Channel {
                 });
             }
         };
+        if got.truncated {
+            // Which line each fd belongs to is lost with the ones that did not fit: the
+            // ones that arrived close here (`got` is dropped), and the peer is broken.
+            return Err(ChannelError::TruncatedFds);
+        }
         if got.len == 0 {
             self.closed = true;
             return Ok(self.decoder.finish().map(|()| None)?);
@@ -515,6 +526,16 @@ mod tests {
         let (a, mut b) = pair();
         drop(a);
         assert!(b.read().expect("ok").is_none());
+    }
+
+    #[test]
+    fn too_many_fds_in_one_message_is_an_error() {
+        let (a, mut b) = pair();
+        let (x, _y) = sys::socketpair().expect("socketpair");
+        let fds = [x.as_raw_fd(); 2 * sys::FDS_PER_READ];
+        let line = b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{}}\n";
+        sys::sendmsg_with_fds(a.fd(), line, &fds).expect("sendmsg");
+        assert_eq!(b.read().err(), Some(ChannelError::TruncatedFds));
     }
 
     #[test]

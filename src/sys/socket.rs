@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    self, AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
-    SockType, SockaddrIn, SockaddrIn6, SockaddrStorage, sockopt,
+    self, AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, SockaddrIn,
+    SockaddrIn6, SockaddrStorage, sockopt,
 };
 
 use super::{errno_result, fd_result, retry, show_addr, unit_result};
@@ -205,50 +205,153 @@ pub fn send(chan: BorrowedFd<'_>, bytes: &[u8]) -> Result<usize, Errno> {
     retry(|| socket::send(chan.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL))
 }
 
+/// How many fds one `recvmsg` on the channel has room for. The protocol sends one fd per
+/// message and a read may bring a few messages; a peer that sends more than this in one
+/// `sendmsg` gets its fds cut off (`MSG_CTRUNC`, see [`Received::truncated`]).
+pub const FDS_PER_READ: usize = 4;
+
 /// What one `recvmsg` on the channel brought: bytes, and any fds that rode along.
+#[derive(Debug)]
 pub struct Received {
     pub len: usize,
+    /// Every fd the kernel installed for us, owned from the moment `recvmsg` returned, so
+    /// that none can leak whatever the caller does next.
     pub fds: Vec<OwnedFd>,
-    /// The kernel cut the control data short (`MSG_CTRUNC`): an fd was lost.
+    /// The kernel cut the control data short (`MSG_CTRUNC`): the peer sent more fds than
+    /// [`FDS_PER_READ`], the rest were never installed, and which line each fd that did
+    /// arrive belongs to is lost. The caller drops `fds` (closing them) and treats the peer
+    /// as broken.
     pub truncated: bool,
 }
 
-/// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`, room for a few fds, as libuv reads an IPC pipe.
+/// Room for the control data of one read, in `u64`s so that the `cmsghdr`s in it are aligned.
+type Control = [u64; CONTROL_WORDS];
+// SAFETY: CMSG_SPACE only computes a size from its argument.
+const CONTROL_BYTES: usize =
+    unsafe { libc::CMSG_SPACE((FDS_PER_READ * std::mem::size_of::<RawFd>()) as u32) } as usize;
+const CONTROL_WORDS: usize = CONTROL_BYTES.div_ceil(8);
+
+/// `recvmsg(2)` with `MSG_CMSG_CLOEXEC`, room for [`FDS_PER_READ`] fds, as libuv's
+/// `uv__read` reads an IPC pipe.
 pub fn recvmsg(chan: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Received, Errno> {
-    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let (bytes, raw_fds, truncated) = retry(|| {
-        let msg = socket::recvmsg::<()>(
-            chan.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg_space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        let mut raw_fds = Vec::new();
-        for cmsg in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(raw) = cmsg {
-                raw_fds.extend(raw);
-            }
-        }
-        Ok((msg.bytes, raw_fds, msg.flags.contains(MsgFlags::MSG_CTRUNC)))
-    })?;
-    // SAFETY: SCM_RIGHTS just installed these fds in our table; we are their only owner.
-    let fds: Vec<OwnedFd> = raw_fds
-        .into_iter()
-        .map(|r| unsafe { OwnedFd::from_raw_fd(r) })
-        .collect();
-    if !fds.is_empty() && trace::syscalls_enabled() {
-        // Only the reads that bring an fd are worth a line: the same socket, a new number.
-        let got: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
-        let call = format!("recvmsg({}, MSG_CMSG_CLOEXEC)", chan.as_raw_fd());
-        let shown = format!("{bytes} + SCM_RIGHTS [{}]", got.join(", "));
-        trace::syscall(&call, &shown);
-    }
+    let mut control: Control = [0; CONTROL_WORDS];
+    let got = retry(|| recvmsg_raw(chan, buf, &mut control))?;
+    // Owned before anything else happens: from here on, every fd closes on every path.
+    let fds = take_fds(&control, got.control_len);
+    let truncated = got.flags & libc::MSG_CTRUNC != 0;
+    trace_recvmsg(chan, got.bytes, &fds, truncated);
     Ok(Received {
-        len: bytes,
+        len: got.bytes,
         fds,
         truncated,
     })
+}
+
+/// What the kernel said about one `recvmsg`, besides the bytes it wrote.
+struct MsgHeader {
+    bytes: usize,
+    flags: libc::c_int,
+    /// How much of the control buffer it filled.
+    control_len: usize,
+}
+
+/// The call itself. (nix's `recvmsg` refuses to parse control data that the kernel cut
+/// short, and the fds that did arrive would then leak: so this reads it with libc.)
+fn recvmsg_raw(
+    chan: BorrowedFd<'_>,
+    buf: &mut [u8],
+    control: &mut Control,
+) -> Result<MsgHeader, Errno> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut hdr = msghdr_for(control.as_mut_ptr().cast(), std::mem::size_of::<Control>());
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    // SAFETY: every pointer in `hdr` points into our own `buf` and `control`, which outlive
+    // the call, with their true lengths; the kernel writes only within them.
+    let n = unsafe { libc::recvmsg(chan.as_raw_fd(), &mut hdr, libc::MSG_CMSG_CLOEXEC) };
+    Ok(MsgHeader {
+        bytes: usize::try_from(Errno::result(n)?).unwrap_or(0),
+        flags: hdr.msg_flags,
+        control_len: hdr.msg_controllen as usize,
+    })
+}
+
+/// A `msghdr` with no name and no iovecs, and `len` bytes of control data at `control`.
+fn msghdr_for(control: *mut libc::c_void, len: usize) -> libc::msghdr {
+    // SAFETY: all zeroes is a valid msghdr (null pointers, zero lengths).
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_control = control;
+    hdr.msg_controllen = len as _;
+    hdr
+}
+
+/// Every fd of the `SCM_RIGHTS` messages in the first `len` bytes of `control`, owned. The
+/// `CMSG_*` macros never step past `len`, even when the kernel cut the data short.
+fn take_fds(control: &Control, len: usize) -> Vec<OwnedFd> {
+    let len = len.min(std::mem::size_of::<Control>());
+    let hdr = msghdr_for(control.as_ptr().cast_mut().cast(), len);
+    let end = control.as_ptr() as usize + len;
+    let mut fds = Vec::new();
+    // SAFETY: `hdr` describes the part of our buffer that the kernel filled; CMSG_FIRSTHDR
+    // returns a header within it, or null.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: a non-null header from the CMSG macros lies whole within the buffer.
+        let head = unsafe { cmsg.read_unaligned() };
+        if head.cmsg_level == libc::SOL_SOCKET && head.cmsg_type == libc::SCM_RIGHTS {
+            let claimed = (cmsg as usize).saturating_add(head.cmsg_len as usize);
+            fds.extend(rights(cmsg, claimed.min(end)));
+        }
+        // SAFETY: as for CMSG_FIRSTHDR: the next header within `len`, or null.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
+    }
+    fds
+}
+
+/// The fds of one `SCM_RIGHTS` header, from its data up to `end`.
+fn rights(cmsg: *const libc::cmsghdr, end: usize) -> Vec<OwnedFd> {
+    // SAFETY: `cmsg` is a header within our buffer; CMSG_DATA only computes an address.
+    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+    let n = end.saturating_sub(data as usize) / std::mem::size_of::<RawFd>();
+    (0..n)
+        .map(|i| {
+            // SAFETY: fd `i` ends before `end`, within what the kernel wrote; read unaligned,
+            // as CMSG_DATA promises no alignment.
+            let raw = unsafe { data.add(i).read_unaligned() };
+            // SAFETY: SCM_RIGHTS just installed this fd in our table; we are its only owner.
+            unsafe { OwnedFd::from_raw_fd(raw) }
+        })
+        .collect()
+}
+
+/// Only the reads that bring an fd are worth a line: the same socket, a new number.
+fn trace_recvmsg(chan: BorrowedFd<'_>, bytes: usize, fds: &[OwnedFd], truncated: bool) {
+    if (fds.is_empty() && !truncated) || !trace::syscalls_enabled() {
+        return;
+    }
+    let got: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
+    let call = format!("recvmsg({}, MSG_CMSG_CLOEXEC)", chan.as_raw_fd());
+    let mut shown = format!("{bytes} + SCM_RIGHTS [{}]", got.join(", "));
+    if truncated {
+        shown.push_str(" + MSG_CTRUNC (more fds were sent; the rest are lost)");
+    }
+    trace::syscall(&call, &shown);
+}
+
+/// `sendmsg(2)` with any number of fds in one `SCM_RIGHTS`: what a peer that breaks the
+/// protocol might do. Only tests need it.
+#[cfg(test)]
+pub(crate) fn sendmsg_with_fds(
+    chan: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[RawFd],
+) -> Result<usize, Errno> {
+    let iov = [IoSlice::new(bytes)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
+    socket::sendmsg::<()>(chan.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
 }
 
 /// `read(2)` that retries on `EINTR`.
@@ -336,4 +439,54 @@ pub fn connect_with_limit(addr: SocketAddr, limit: Duration) -> Result<OwnedFd, 
 /// `shutdown(fd, SHUT_WR)`: send our end of file now, whoever else still holds the socket.
 pub fn shutdown_write(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     socket::shutdown(fd.as_raw_fd(), socket::Shutdown::Write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many of this process's fds are `fd`'s socket. (Counting only these, not every
+    /// entry of `/proc/self/fd`, keeps the count exact while other tests open and close fds
+    /// in parallel threads.)
+    fn copies_of(fd: BorrowedFd<'_>) -> usize {
+        let me = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("link");
+        std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| *l == me)
+            .count()
+    }
+
+    #[test]
+    fn fds_beyond_the_control_buffer_are_reported_and_none_leaks() {
+        let (a, b) = socketpair().expect("socketpair");
+        let (x, _y) = socketpair().expect("socketpair");
+        let before = copies_of(x.as_fd());
+        // Eight copies of x in one message: twice what one read has room for.
+        let sent = [x.as_raw_fd(); 2 * FDS_PER_READ];
+        sendmsg_with_fds(a.as_fd(), b"m", &sent).expect("sendmsg");
+        let mut buf = [0u8; 16];
+        let got = recvmsg(b.as_fd(), &mut buf).expect("recvmsg");
+        assert!(got.truncated, "MSG_CTRUNC is reported");
+        assert_eq!(got.len, 1);
+        assert_eq!(
+            got.fds.len(),
+            FDS_PER_READ,
+            "the ones that fit arrived, owned"
+        );
+        assert_eq!(copies_of(x.as_fd()), before + FDS_PER_READ);
+        drop(got);
+        assert_eq!(copies_of(x.as_fd()), before, "no fd leaked");
+    }
+
+    #[test]
+    fn one_fd_arrives_whole() {
+        let (a, b) = socketpair().expect("socketpair");
+        let (x, _y) = socketpair().expect("socketpair");
+        sendmsg_with_fd(a.as_fd(), b"line\n", x.as_raw_fd()).expect("sendmsg");
+        let mut buf = [0u8; 16];
+        let got = recvmsg(b.as_fd(), &mut buf).expect("recvmsg");
+        assert_eq!((got.len, got.fds.len(), got.truncated), (5, 1, false));
+        assert_eq!(&buf[..5], b"line\n");
+    }
 }
