@@ -61,6 +61,14 @@ def misbehave():
     return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd")
 
 
+# Queries a primary must refuse, by case: beyond loopback, privileged, not an IP at all.
+BAD_QUERIES = {
+    "any-address": {"address": "0.0.0.0", "index": 7},
+    "privileged-port": {"port": 80, "index": 7},
+    "path-address": {"address": "/tmp/not-an-ip.sock", "index": 7},
+}
+
+
 def serve(fd):
     conn = socket.socket(fileno=fd)
     conn.setblocking(True)
@@ -87,6 +95,12 @@ def main():
         return
     query = dict(act="queryServer", index=0, data=None, address=os.environ.get("HOST", "127.0.0.1"),
                  port=int(os.environ.get("PORT", "0")), addressType=4, flags=0, backlog=0)
+    if CASE in BAD_QUERIES:
+        # Ask for what the primary must refuse; then ask as an honest worker would.
+        cluster(**{**query, **BAD_QUERIES[CASE]})
+    if CASE == "query-flood":
+        for i in range(200):
+            cluster(**{**query, "index": 1000 + i})
     asked = cluster(**query)
     buf = b""
     while time.monotonic() < deadline:
@@ -106,6 +120,8 @@ def main():
                 inner = msg["msg"]
                 cluster(ack=inner["seq"], accepted=True)
                 serve(fds.pop(0))
+            elif msg.get("ack") == asked and msg.get("errno"):
+                return  # refused (the flood case): nothing to serve
             elif msg.get("ack") == asked:
                 cluster(**{**query, "act": "listening", "port": msg["sockname"]["port"]})
             elif msg.get("act") == "disconnect":

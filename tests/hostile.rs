@@ -127,3 +127,34 @@ fn closing_in_the_middle_of_a_line() {
         "closed the channel in the middle of a line",
     );
 }
+
+#[test]
+fn a_bind_beyond_loopback_is_refused_with_eacces() {
+    assert_ignored("any-address", "refused: 0.0.0.0 is beyond loopback");
+}
+
+#[test]
+fn a_privileged_port_is_refused_with_eacces() {
+    assert_ignored("privileged-port", "refused: port 80 is privileged");
+}
+
+#[test]
+fn a_query_for_something_not_an_ip_is_never_widened() {
+    assert_ignored("path-address", "refused: \"/tmp/not-an-ip.sock\" is not an IP address");
+}
+
+#[test]
+fn a_query_flood_stops_at_the_per_worker_limit_and_the_others_keep_serving() {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    let s = with_fake_worker("query-flood");
+    let p = problems(&s);
+    let refused = p.iter().filter(|w| w.contains("refused: holds 64 servers")).count();
+    assert!(refused > 0 && refused == p.len(), "{p:?}");
+    let answered: Vec<Option<u64>> = common::answered(&s);
+    assert!(
+        answered.iter().all(|w| matches!(w, Some(1) | Some(3))) && answered.len() == 6,
+        "the honest workers serve every connection: {answered:?}"
+    );
+}
