@@ -6,13 +6,13 @@
 //! `main` is one call to [`main`]. The tour (`cluster-walkthrough`) runs each chapter as its
 //! own process, exactly as a reader would with `cargo run --bin chNN-...`.
 
-use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode, ExitStatus};
+use std::time::Duration;
 
 use clap::Parser;
 
+use crate::helper::{self, Capture, HelperError};
 use crate::trace;
 
 /// Loopback: where every server in this project binds unless the user says otherwise.
@@ -60,6 +60,8 @@ pub enum ChapterError {
     },
     #[error("{0}")]
     Failed(String),
+    #[error(transparent)]
+    Helper(#[from] HelperError),
 }
 
 impl ChapterError {
@@ -97,49 +99,31 @@ impl Ctx {
     /// Start a second copy of this very program in another role, its output going to the
     /// same place as ours, and wait for it (at most `limit`). Returns its exit status.
     pub fn spawn_role(&self, role: &str, limit: Duration) -> Result<ExitStatus, ChapterError> {
-        let exe = std::env::current_exe().map_err(|e| ChapterError::io("current_exe", e))?;
-        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-        let child = Command::new(exe)
-            .args(args)
-            .env(ROLE_ENV, role)
-            .env(trace::ENV, trace::to_env())
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| ChapterError::io("spawn a second process", e))?;
-        wait_with_limit(child, limit)
+        let mut cmd = role_command(role)?;
+        let done = helper::run(&mut cmd, Capture::Nothing, limit)?;
+        Ok(done.status)
     }
-}
 
-impl Ctx {
     /// Like [`Ctx::spawn_role`], but the helper's standard output is captured and returned
     /// (it is not shown). Fails if the helper exits non-zero or outlives `limit`.
     pub fn capture_role(&self, role: &str, limit: Duration) -> Result<String, ChapterError> {
-        use std::io::Read;
-        let exe = std::env::current_exe().map_err(|e| ChapterError::io("current_exe", e))?;
-        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-        let mut child = Command::new(exe)
-            .args(args)
-            .env(ROLE_ENV, role)
-            .env(trace::ENV, trace::to_env())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| ChapterError::io("spawn a helper process", e))?;
-        let mut out = child.stdout.take().expect("stdout is piped");
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let status = wait_with_limit(child, limit)?;
-        let text = reader.join().unwrap_or_default();
-        if !status.success() {
+        let mut cmd = role_command(role)?;
+        let done = helper::run(&mut cmd, Capture::Stdout, limit)?;
+        if !done.status.success() {
             return Err(ChapterError::Failed(format!(
-                "a helper process failed ({status})"
+                "a helper process failed ({})",
+                done.status
             )));
         }
-        Ok(text)
+        Ok(done.stdout)
     }
+}
+
+/// This program again, with our arguments, in `role`, printing the way we print.
+fn role_command(role: &str) -> Result<Command, ChapterError> {
+    let mut cmd = helper::this_program(std::env::args_os().skip(1))?;
+    cmd.env(ROLE_ENV, role).env(trace::ENV, trace::to_env());
+    Ok(cmd)
 }
 
 /// A free ephemeral port on 127.0.0.1 (the kernel picks; we close it at once).
@@ -151,32 +135,6 @@ pub fn free_port() -> Result<u16, ChapterError> {
         .map_err(|e| ChapterError::io("find a free port", e))?
         .port();
     Ok(port)
-}
-
-/// Wait for a child, killing it if it outlives `limit`: no chapter can hang a reader.
-pub fn wait_with_limit(mut child: Child, limit: Duration) -> Result<ExitStatus, ChapterError> {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) if crate::sys::interrupted() => {
-                // Ctrl-C (with our handler installed): stop the helper too, and report.
-                let _ = child.kill();
-                return child
-                    .wait()
-                    .map_err(|e| ChapterError::io("wait for a helper", e));
-            }
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(ChapterError::Failed(format!(
-                    "a helper process did not finish within {limit:?} and was killed"
-                )));
-            }
-            Err(e) => return Err(ChapterError::io("wait for a helper process", e)),
-        }
-    }
 }
 
 /// The command line every chapter program takes.

@@ -20,6 +20,7 @@ pub mod chapter;
 pub mod cluster;
 pub mod errors;
 pub mod framing;
+pub mod helper;
 pub mod http;
 pub mod lab;
 pub mod net;

@@ -3,13 +3,17 @@
 //! chapter program.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use cluster_walkthrough::chapter::{self, Chapter, Ctx};
+use cluster_walkthrough::helper::{self, Capture};
 use cluster_walkthrough::{book, lab, trace};
+
+/// The longest one chapter of the tour may take (the slowest takes a few seconds).
+const CHAPTER_LIMIT: Duration = Duration::from_secs(120);
 
 #[path = "../chapters/ch00_puzzle.rs"]
 mod ch00;
@@ -173,27 +177,16 @@ fn tour(port: u16) -> ExitCode {
         return ExitCode::FAILURE;
     }
     trace::raw("The cluster walkthrough: why many Node.js workers can listen on one port.");
-    let Ok(exe) = std::env::current_exe() else {
-        eprintln!("error: cannot find this program's own path to run the chapters");
-        return ExitCode::FAILURE;
-    };
     for ch in chapters() {
-        let mut cmd = Command::new(&exe);
-        cmd.args([
-            "chapter",
-            &ch.number.to_string(),
-            "--port",
-            &port.to_string(),
-        ]);
-        let status = cmd
-            .spawn()
-            .map_err(|e| chapter::ChapterError::io("start a chapter", e))
-            .and_then(|child| chapter::wait_with_limit(child, Duration::from_secs(120)));
+        let number = ch.number.to_string();
+        let port = port.to_string();
+        let status = helper::this_program(["chapter", &number, "--port", &port])
+            .and_then(|mut cmd| helper::run(&mut cmd, Capture::Nothing, CHAPTER_LIMIT));
         if cluster_walkthrough::sys::interrupted() {
             eprintln!("tour interrupted");
             return ExitCode::from(130);
         }
-        match status {
+        match status.map(|done| done.status) {
             Ok(s) if s.success() => {}
             Ok(s) => {
                 eprintln!(

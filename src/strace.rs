@@ -28,12 +28,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::helper::{self, Capture, HelperError};
 use crate::sys;
 
 /// The system calls we ask strace for (`-e trace=...`).
@@ -695,8 +696,8 @@ pub fn scenarios(port: u16) -> Vec<Scenario> {
 /// Why a traced run gave us nothing to read.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot start strace: {0}")]
-    Spawn(std::io::Error),
+    #[error(transparent)]
+    Helper(HelperError),
     #[error("`{program}` did not finish within {limit:?} under strace; it was killed")]
     Timeout {
         program: String,
@@ -722,13 +723,10 @@ pub struct Traced {
 /// `None` if `node` and a working `strace` are here; otherwise why not, in a few words.
 pub fn missing_tools() -> Option<String> {
     let works = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        helper::run(&mut cmd, Capture::Both, Duration::from_secs(10))
+            .is_ok_and(|done| done.status.success())
     };
     if !works("node", &["--version"]) {
         return Some("`node` is not installed".into());
@@ -755,16 +753,6 @@ fn output_path() -> PathBuf {
     ))
 }
 
-fn read_pipe(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_string(&mut s);
-        }
-        s
-    })
-}
-
 /// Run `target` under `strace -f -qq -e trace=`[`SYSCALLS`] and return what strace wrote.
 /// Its program, arguments, environment and directory are taken over as they are.
 ///
@@ -772,20 +760,44 @@ fn read_pipe(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandl
 /// would merely detach, and leave the cluster running.
 pub fn run(target: &Command, limit: Duration) -> Result<Traced, RunError> {
     let out = output_path();
+    let mut cmd = strace_command(target, &out);
+    let mut killed = Vec::new();
+    let done = helper::spawn(&mut cmd, Capture::Both)
+        .and_then(|strace| strace.finish_or(limit, |_| killed = kill_traced_tree(&out)));
+    let text = std::fs::read_to_string(&out);
+    let _ = std::fs::remove_file(&out);
+    let done = match done {
+        Ok(done) => done,
+        Err(HelperError::Timeout { limit, .. }) => {
+            let program: OsString = target.get_program().to_owned();
+            return Err(RunError::Timeout {
+                program: program.to_string_lossy().into_owned(),
+                limit,
+                killed,
+            });
+        }
+        Err(e) => return Err(RunError::Helper(e)),
+    };
+    Ok(Traced {
+        text: text.map_err(RunError::Read)?,
+        stdout: done.stdout,
+        stderr: done.stderr,
+        status: done.status,
+    })
+}
+
+/// `strace ... -- <target>`, with the target's environment and directory.
+fn strace_command(target: &Command, out: &Path) -> Command {
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "-qq", "-e"])
         .arg(format!("trace={SYSCALLS}"))
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .arg("--")
+        .args(dying_with_strace())
         .arg(target.get_program())
         .args(target.get_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Not a worker of whoever started us, and Node's default policy unless a script says.
-        .env_remove("NODE_UNIQUE_ID")
-        .env_remove("NODE_CHANNEL_FD")
+        // Node's default policy unless a script says.
         .env_remove("NODE_CLUSTER_SCHED_POLICY");
     for (key, value) in target.get_envs() {
         match value {
@@ -796,41 +808,25 @@ pub fn run(target: &Command, limit: Duration) -> Result<Traced, RunError> {
     if let Some(dir) = target.get_current_dir() {
         cmd.current_dir(dir);
     }
-    let mut child = cmd.spawn().map_err(RunError::Spawn)?;
-    let stdout = read_pipe(child.stdout.take());
-    let stderr = read_pipe(child.stderr.take());
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let killed = kill_traced_tree(&out);
-                let grace = Instant::now();
-                while grace.elapsed() < Duration::from_secs(3)
-                    && matches!(child.try_wait(), Ok(None))
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-                let _ = std::fs::remove_file(&out);
-                let program: OsString = target.get_program().to_owned();
-                return Err(RunError::Timeout {
-                    program: program.to_string_lossy().into_owned(),
-                    limit,
-                    killed,
-                });
-            }
+    cmd
+}
+
+/// Words to put before the traced program so that it dies with strace: `setpriv --pdeathsig
+/// KILL`, when `setpriv` (util-linux) runs here. strace itself dies with us (see
+/// [`crate::helper`]), but the program it traces is strace's child, not ours, and a killed
+/// strace only detaches it. Without `setpriv` the program runs on to its end (a scenario
+/// takes well under a second). `setpriv` adds one `execve` to the root process and no other
+/// traced call, so the counts do not change.
+fn dying_with_strace() -> &'static [&'static str] {
+    static WORDS: OnceLock<&'static [&'static str]> = OnceLock::new();
+    WORDS.get_or_init(|| {
+        let words: &'static [&'static str] = &["setpriv", "--pdeathsig", "KILL", "--"];
+        let mut probe = Command::new(words[0]);
+        probe.args(&words[1..]).arg("true");
+        match helper::run(&mut probe, Capture::Both, Duration::from_secs(10)) {
+            Ok(done) if done.status.success() => words,
+            _ => &[],
         }
-    };
-    let text = std::fs::read_to_string(&out).map_err(RunError::Read);
-    let _ = std::fs::remove_file(&out);
-    Ok(Traced {
-        text: text?,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-        status,
     })
 }
 

@@ -11,6 +11,8 @@ use cluster_walkthrough::bench::servers::Strategy;
 use cluster_walkthrough::bench::{Plan, RunResult, stats};
 use serde_json::Value;
 
+use common::{MARK, marked_processes};
+
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 
 #[test]
@@ -101,37 +103,6 @@ fn ratios_are_taken_per_round_then_the_median() {
     let table = r.table();
     assert!(table.contains("1.30 1.40 1.20"), "{table}");
     assert!(table.contains("our rr / Node rr = 2.50"), "{table}");
-}
-
-/// Every process a test run started carries this in its environment.
-const MARK: &str = "CLUSTER_WALKTHROUGH_BENCH_TEST";
-
-/// Processes still alive with `MARK=value` in their environment, after giving the last ones
-/// killed (at most 2 s) to go.
-fn marked_processes(value: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        let left = marked_once(value);
-        if left.is_empty() || std::time::Instant::now() >= deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn marked_once(value: &str) -> Vec<String> {
-    let needle = format!("{MARK}={value}");
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
-            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes())
-        })
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect()
 }
 
 #[test]

@@ -10,22 +10,19 @@
 //! Every server is a [`RunningServer`], and dropping one stops its whole tree: `SIGTERM`
 //! (each helper then stops its workers or children), then `SIGKILL` if it does not go within
 //! a few seconds, and always `waitpid`. Helpers we start die with the benchmark
-//! (`PR_SET_PDEATHSIG`), and each also ends by itself after a lifetime it is given.
+//! (`PR_SET_PDEATHSIG`, see [`crate::helper`]), and each also ends by itself after a lifetime
+//! it is given.
 
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::Signal;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use super::BenchError;
 use super::stats;
 use crate::chapter::{LOOPBACK, ROLE_ENV};
+use crate::helper::{self, Capture, Running};
 use crate::lab::{self, LabArgs, PolicyArg};
 use crate::os_models::serve::{self, Until};
 use crate::sys;
@@ -226,26 +223,19 @@ pub fn node_version() -> Option<String> {
     if !node_script().is_file() {
         return None;
     }
-    let out = Command::new("node")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let mut cmd = Command::new("node");
+    cmd.arg("--version");
+    let out = helper::run(&mut cmd, Capture::Both, Duration::from_secs(10)).ok()?;
+    out.status.success().then(|| out.stdout.trim().to_string())
 }
 
 /// A server under test. Dropping it stops and reaps it (see the module's doc).
 pub struct RunningServer {
-    child: Child,
+    helper: Running,
     pub strategy: Strategy,
     pub addr: SocketAddr,
     /// The pid whose CPU time is "the primary's".
     pub primary: Option<u32>,
-    /// What the server said on stderr, for an error message.
-    stderr: Arc<Mutex<String>>,
 }
 
 impl RunningServer {
@@ -258,32 +248,21 @@ impl RunningServer {
         launcher: Launcher,
         lifetime: Duration,
     ) -> Result<RunningServer, BenchError> {
+        let start_error = |why: String| BenchError::Start {
+            strategy: strategy.name(),
+            why,
+        };
         let lifetime_secs = lifetime.as_secs().max(1);
         // Node's script binds port 0 itself and says which port it got; ours are told one.
         let port = match port {
             0 if !strategy.is_node() => {
-                crate::chapter::free_port().map_err(|e| BenchError::Start {
-                    strategy: strategy.name(),
-                    why: e.to_string(),
-                })?
+                crate::chapter::free_port().map_err(|e| start_error(e.to_string()))?
             }
             p => p,
         };
         let mut cmd = match strategy {
             Strategy::NodeRr | Strategy::NodeNone => {
-                let mut cmd = Command::new("node");
-                let policy = if strategy == Strategy::NodeRr {
-                    "rr"
-                } else {
-                    "none"
-                };
-                cmd.arg(node_script()).args([
-                    workers.to_string(),
-                    policy.to_string(),
-                    port.to_string(),
-                    lifetime_secs.to_string(),
-                ]);
-                cmd
+                node_command(strategy, workers, port, lifetime_secs)
             }
             _ => {
                 let role = Role {
@@ -295,72 +274,58 @@ impl RunningServer {
                 helper_command(launcher, &role.to_spec())?
             }
         };
-        let parent = std::process::id();
-        // SAFETY: the closure runs between fork and exec and only calls prctl and getppid
-        // (sys::die_with_parent), which are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                sys::die_with_parent(parent);
-                Ok(())
-            });
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove(crate::cluster::NODE_UNIQUE_ID)
-            .env_remove("NODE_CHANNEL_FD");
-        let mut child = cmd.spawn().map_err(|e| BenchError::Start {
-            strategy: strategy.name(),
-            why: e.to_string(),
-        })?;
-        let stderr = collect(child.stderr.take());
-        let lines = lines_of(child.stdout.take());
-        let pid = child.id();
+        let helper =
+            helper::spawn(&mut cmd, Capture::Both).map_err(|e| start_error(e.to_string()))?;
+        let pid = helper.pid();
         let mut server = RunningServer {
-            child,
+            helper,
             strategy,
             addr: SocketAddr::new(LOOPBACK, port),
             primary: strategy.has_primary().then_some(pid),
-            stderr,
         };
-        server.wait_ready(&lines)?;
+        server.wait_ready()?;
         Ok(server)
     }
 
     /// The first line of a helper's output says it is ready (and Node's says on which port);
     /// our lab says nothing, and the warm-up does the waiting.
-    fn wait_ready(&mut self, lines: &mpsc::Receiver<String>) -> Result<(), BenchError> {
+    fn wait_ready(&mut self) -> Result<(), BenchError> {
         let says_ready = !matches!(self.strategy, Strategy::Rr | Strategy::None);
         if self.strategy.is_node() {
-            let line = self.first_line(lines)?;
+            let line = self.first_line()?;
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             let port = v.get("port").and_then(serde_json::Value::as_u64);
             let port = port.and_then(|p| u16::try_from(p).ok());
             let port = port.ok_or_else(|| self.failed(&line))?;
             self.addr.set_port(port);
         } else if says_ready {
-            let line = self.first_line(lines)?;
+            let line = self.first_line()?;
             if line != READY {
                 return Err(self.failed(&line));
             }
         }
-        if let Ok(Some(status)) = self.child.try_wait() {
+        if let Ok(Some(status)) = self.helper.wait(Duration::ZERO) {
             return Err(self.failed(&format!("exited at once ({status})")));
         }
         Ok(())
     }
 
-    fn first_line(&mut self, lines: &mpsc::Receiver<String>) -> Result<String, BenchError> {
-        match lines.recv_timeout(Duration::from_secs(15)) {
-            Ok(line) => Ok(line),
-            Err(_) => Err(self.failed("did not say it was ready within 15 s")),
+    fn first_line(&mut self) -> Result<String, BenchError> {
+        match self.helper.first_line(Duration::from_secs(15)) {
+            Some(line) => Ok(line),
+            None => Err(self.failed("did not say it was ready within 15 s")),
         }
     }
 
     fn failed(&mut self, what: &str) -> BenchError {
         self.stop();
-        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        let stderr = self.helper.stderr_so_far();
         let stderr = stderr.trim();
+        // A few lines are enough to say why; a server that talks on is cut short.
+        let stderr = match stderr.char_indices().nth(4096) {
+            Some((cut, _)) => &stderr[..cut],
+            None => stderr,
+        };
         BenchError::Start {
             strategy: self.strategy.name(),
             why: match stderr.is_empty() {
@@ -379,19 +344,7 @@ impl RunningServer {
 
     /// `SIGTERM`, up to 5 s for the tree to stop itself, then `SIGKILL`; always reaped.
     pub fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        sys::kill(self.child.id(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.helper.stop(Duration::from_secs(5));
     }
 }
 
@@ -401,55 +354,34 @@ impl Drop for RunningServer {
     }
 }
 
+/// `node tests/node/bench-cluster.js W POLICY PORT SECONDS`.
+fn node_command(strategy: Strategy, workers: u32, port: u16, lifetime_secs: u64) -> Command {
+    let policy = match strategy {
+        Strategy::NodeRr => "rr",
+        _ => "none",
+    };
+    let mut cmd = Command::new("node");
+    cmd.arg(node_script()).args([
+        workers.to_string(),
+        policy.to_string(),
+        port.to_string(),
+        lifetime_secs.to_string(),
+    ]);
+    cmd
+}
+
 /// This program in the helper role `spec`.
 fn helper_command(launcher: Launcher, spec: &str) -> Result<Command, BenchError> {
-    let exe = std::env::current_exe().map_err(|e| BenchError::Start {
+    let args: Vec<OsString> = match launcher {
+        Launcher::Subcommand => ["bench", "--role", spec].map(OsString::from).to_vec(),
+        Launcher::ChapterRole => std::env::args_os().skip(1).collect(),
+    };
+    let mut cmd = helper::this_program(args).map_err(|e| BenchError::Start {
         strategy: "helper",
-        why: format!("cannot find this program's path: {e}"),
+        why: e.to_string(),
     })?;
-    let mut cmd = Command::new(exe);
-    match launcher {
-        Launcher::Subcommand => {
-            cmd.args(["bench", "--role", spec]);
-        }
-        Launcher::ChapterRole => {
-            cmd.args(std::env::args_os().skip(1))
-                .env(ROLE_ENV, format!("bench:{spec}"));
-        }
+    if launcher == Launcher::ChapterRole {
+        cmd.env(ROLE_ENV, format!("bench:{spec}"));
     }
     Ok(cmd)
-}
-
-/// Read a pipe's lines in a thread, as they come; the thread ends at end of file.
-fn lines_of(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(pipe) = pipe {
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line); // nobody listens after the first: fine
-            }
-        });
-    }
-    rx
-}
-
-/// Keep (the first 4 KiB of) what a pipe says, in a thread.
-fn collect(pipe: Option<impl Read + Send + 'static>) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    if let Some(pipe) = pipe {
-        let keep = text.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(mut t) = keep.lock()
-                    && t.len() < 4096
-                {
-                    t.push_str(&line);
-                    t.push('\n');
-                }
-            }
-        });
-    }
-    text
 }

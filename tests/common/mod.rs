@@ -2,9 +2,10 @@
 //! snapshot filters (pids, then ports, then paths, then timings).
 #![allow(dead_code)]
 
-use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use cluster_walkthrough::helper::{self, Capture};
 
 /// What a finished program left behind.
 pub struct Run {
@@ -13,43 +14,18 @@ pub struct Run {
     pub code: Option<i32>,
 }
 
-/// Run `cmd` to completion, killing it (and failing the test) if it outlives `limit`.
+/// Run `cmd` to completion, killing it (and failing the test) if it outlives `limit`. It
+/// runs as the program's own helpers do (`cluster_walkthrough::helper`): no stdin, and it
+/// dies with the test.
 pub fn run(mut cmd: Command, limit: Duration) -> Run {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env_remove("NODE_UNIQUE_ID")
-        .env_remove("NODE_CHANNEL_FD")
-        .env("NO_COLOR", "1");
-    let mut child = cmd.spawn().expect("the program under test starts");
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait works") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the program did not finish within {limit:?} and was killed");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Run {
-        stdout: out_reader.join().expect("reader thread"),
-        stderr: err_reader.join().expect("reader thread"),
-        code: status.code(),
+    cmd.env("NO_COLOR", "1");
+    match helper::run(&mut cmd, Capture::Both, limit) {
+        Ok(done) => Run {
+            stdout: done.stdout,
+            stderr: done.stderr,
+            code: done.status.code(),
+        },
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -120,6 +96,58 @@ pub fn ports(summary: &serde_json::Value) -> Vec<Vec<u64>> {
         .map(|w| {
             let ports = w["ports"].as_array().expect("ports");
             ports.iter().filter_map(serde_json::Value::as_u64).collect()
+        })
+        .collect()
+}
+
+/// Every process a test run started carries this in its environment (with a value of the
+/// test's own), so that what it left behind can be found.
+pub const MARK: &str = "CLUSTER_WALKTHROUGH_TEST_MARK";
+
+/// Processes still alive with `MARK=value` in their environment, after giving the last ones
+/// killed (at most 2 s) to go. A zombie's environment is empty: a dead process that nobody
+/// has reaped yet is not left behind.
+pub fn marked_processes(value: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left: Vec<String> = marked_once(value).into_iter().map(|p| p.cmdline).collect();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process found by its mark.
+pub struct Marked {
+    pub pid: u32,
+    /// Its command line, words joined by spaces.
+    pub cmdline: String,
+}
+
+/// The processes alive right now with `MARK=value` in their environment.
+pub fn marked_once(value: &str) -> Vec<Marked> {
+    let needle = format!("{MARK}={value}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| Some((e.file_name().to_string_lossy().parse::<u32>().ok()?, e)))
+        .filter(|(_, e)| {
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .map(|(pid, e)| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let words: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .filter(|w| !w.is_empty())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            Marked {
+                pid,
+                cmdline: words.join(" "),
+            }
         })
         .collect()
 }
