@@ -140,7 +140,10 @@ fn a_privileged_port_is_refused_with_eacces() {
 
 #[test]
 fn a_query_for_something_not_an_ip_is_never_widened() {
-    assert_ignored("path-address", "refused: \"/tmp/not-an-ip.sock\" is not an IP address");
+    assert_ignored(
+        "path-address",
+        "refused: \"/tmp/not-an-ip.sock\" is not an IP address",
+    );
 }
 
 #[test]
@@ -150,7 +153,10 @@ fn a_query_flood_stops_at_the_per_worker_limit_and_the_others_keep_serving() {
     }
     let s = with_fake_worker("query-flood");
     let p = problems(&s);
-    let refused = p.iter().filter(|w| w.contains("refused: holds 64 servers")).count();
+    let refused = p
+        .iter()
+        .filter(|w| w.contains("refused: holds 64 servers"))
+        .count();
     assert!(refused > 0 && refused == p.len(), "{p:?}");
     let answered: Vec<Option<u64>> = common::answered(&s);
     assert!(
