@@ -433,33 +433,25 @@ const CALL_ORDER: &[&str] = &[
     "getsockname",
 ];
 
-/// The name a syscall event is counted under: the call's name, or for `setsockopt` the
-/// option it sets.
-fn call_name(call: &str) -> String {
-    let name = call.split('(').next().unwrap_or(call).trim();
-    if name == "setsockopt"
-        && let Some(opt) = call.split(", ").nth(2)
-    {
-        return opt.to_string();
-    }
-    name.to_string()
+/// The name a syscall event is counted under: the option it sets (`SO_REUSEADDR`, for a
+/// `setsockopt`), else the call's name.
+fn call_name(e: &Value) -> Option<&str> {
+    e["option"].as_str().or(e["syscall"].as_str())
 }
 
 fn count_calls<'a>(events: impl Iterator<Item = &'a Value>) -> Vec<String> {
     let mut calls: BTreeMap<String, Calls> = BTreeMap::new();
     for e in events.filter(|e| e["event"] == "syscall") {
-        let Some(call) = e["call"].as_str() else {
+        let Some(name) = call_name(e) else {
             continue;
         };
-        let c = calls.entry(call_name(call)).or_default();
+        let c = calls.entry(name.to_string()).or_default();
         if e.get("skipped").is_some() {
             c.skipped += 1;
             continue;
         }
         c.made += 1;
-        let result = e["result"].as_str().unwrap_or("");
-        if let Some(rest) = result.strip_prefix("-1 ") {
-            let errno = rest.split_whitespace().next().unwrap_or("error");
+        if let Some(errno) = e["errno"].as_str() {
             *c.failed.entry(errno.to_string()).or_default() += 1;
         }
     }
@@ -484,19 +476,10 @@ fn count_calls<'a>(events: impl Iterator<Item = &'a Value>) -> Vec<String> {
         .collect()
 }
 
-fn is_worker(process: &str) -> bool {
-    process.starts_with("worker ")
-}
-
-/// Who an event speaks for: `primary` (also a process without cluster), `worker`, or
-/// nobody (`client` lines and the summary).
-fn role(e: &Value) -> Option<&'static str> {
-    let p = e["process"].as_str()?;
-    match p {
-        "client" | "summary" => None,
-        p if is_worker(p) => Some("worker"),
-        _ => Some("primary"),
-    }
+/// Which side an event is on: its process's `role`, `primary` (also a process without
+/// cluster, as Node's `cluster.isPrimary` says) or `worker`; none for the summary line.
+fn role(e: &Value) -> Option<&str> {
+    e["role"].as_str()
 }
 
 /// The channel messages of a run: the kinds seen, the number of distinct keys, and what
@@ -914,16 +897,34 @@ mod tests {
         );
     }
 
+    /// An event as `trace` renders it in `--json` mode, with the role each process of
+    /// these runs set (`worker` in a worker, `primary` everywhere else).
     fn ev(process: &str, event: &str, extra: Value) -> Value {
-        let mut v = json!({"process": process, "pid": 1, "event": event, "text": ""});
+        let role = match process {
+            "worker 1" | "worker 2" => "worker",
+            _ => "primary",
+        };
+        let mut v = json!({"process": process, "role": role, "pid": 1, "event": event, "text": ""});
         if let (Some(m), Value::Object(x)) = (v.as_object_mut(), extra) {
             m.extend(x);
         }
         v
     }
 
-    fn sys(process: &str, call: &str, result: &str) -> Value {
-        ev(process, "syscall", json!({"call": call, "result": result}))
+    /// A syscall event: `name`, and an errno for a failure.
+    fn sys(process: &str, name: &str, errno: Option<&str>) -> Value {
+        let mut extra = json!({"syscall": name, "call": format!("{name}(...)"), "result": "0"});
+        if let Some(errno) = errno {
+            extra["errno"] = json!(errno);
+        }
+        ev(process, "syscall", extra)
+    }
+
+    /// A `setsockopt` that sets `option`.
+    fn sockopt(process: &str, option: &str) -> Value {
+        let mut e = sys(process, "setsockopt", None);
+        e["option"] = json!(option);
+        e
     }
 
     fn wire(process: &str, direction: &str, message: &str) -> Value {
@@ -937,29 +938,17 @@ mod tests {
     #[test]
     fn a_row_counts_syscalls_per_side_and_names_failures() {
         let events = vec![
-            sys("process", "socket(AF_INET, SOCK_STREAM, 0)", "3"),
-            sys(
-                "process",
-                "setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1])",
-                "0",
-            ),
-            sys("process", "bind(3, 127.0.0.1:8000)", "0"),
-            sys("process", "listen(3, 511)", "0"),
-            sys("process", "socket(AF_INET, SOCK_STREAM, 0)", "4"),
-            sys(
-                "process",
-                "setsockopt(4, SOL_SOCKET, SO_REUSEADDR, [1])",
-                "0",
-            ),
-            sys(
-                "process",
-                "bind(4, 127.0.0.1:8000)",
-                "-1 EADDRINUSE (Address already in use)",
-            ),
+            sys("process", "socket", None),
+            sockopt("process", "SO_REUSEADDR"),
+            sys("process", "bind", None),
+            sys("process", "listen", None),
+            sys("process", "socket", None),
+            sockopt("process", "SO_REUSEADDR"),
+            sys("process", "bind", Some("EADDRINUSE")),
             ev(
                 "process",
                 "syscall",
-                json!({"call": "listen(4, 511)", "skipped": "libuv"}),
+                json!({"syscall": "listen", "call": "listen(4, 511)", "skipped": "libuv"}),
             ),
             ev(
                 "process",
@@ -1003,7 +992,7 @@ mod tests {
                 "-> primary",
                 r#"{"cmd":"NODE_CLUSTER","act":"online","seq":0}"#,
             ),
-            sys("primary", "accept4(4, SOCK_NONBLOCK|SOCK_CLOEXEC)", "7"),
+            sys("primary", "accept4", None),
             wire("primary", "-> worker 1 [fd 7]", &newconn),
             wire("worker 1", "-> primary", r#"{"lab":"served"}"#),
             ev(
