@@ -16,7 +16,7 @@ use cluster_walkthrough::channel::WireRecord;
 use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, LOOPBACK};
 use cluster_walkthrough::lab::{self, LabArgs, PolicyArg};
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
-use cluster_walkthrough::picture::{self, Row};
+use cluster_walkthrough::picture::{self, BranchRow};
 use cluster_walkthrough::trace;
 
 pub static CHAPTER: Chapter = Chapter {
@@ -130,7 +130,7 @@ fn legend() -> Vec<String> {
 
 // ANCHOR: every_branch
 /// One run per branch, each turned into a row of the table.
-fn every_branch(ctx: &Ctx) -> Result<Vec<Row>, ChapterError> {
+fn every_branch(ctx: &Ctx) -> Result<Vec<BranchRow>, ChapterError> {
     let mut rows = vec![picture::branch_row(
         "no cluster",
         &no_cluster(ctx.pick_port()?),

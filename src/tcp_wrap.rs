@@ -52,8 +52,9 @@ impl TcpHandle {
     /// `uv__tcp_listen`: the delayed error comes first, so `listen(2)` is never reached.
     pub fn listen(&self, backlog: i32) -> Result<(), Errno> {
         if let Some(e) = self.delayed_error {
-            let call = format!("listen({}, {backlog})", self.fd.as_raw_fd());
-            trace::syscall_skipped(&call, &format!("libuv returns the {e:?} that bind kept"));
+            let args = format!("{}, {backlog}", self.fd.as_raw_fd());
+            let why = format!("libuv returns the {e:?} that bind kept");
+            trace::syscall_skipped(&trace::Syscall::new("listen", &args), &why);
             return Err(e);
         }
         sys::listen(self.fd.as_fd(), backlog)

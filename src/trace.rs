@@ -36,6 +36,8 @@ struct Config {
 
 static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
 static LABEL: Mutex<String> = Mutex::new(String::new());
+/// The [`Role`], as a number (see [`role`]).
+static ROLE: AtomicU8 = AtomicU8::new(Role::Primary as u8);
 /// While [`capture`] runs: the events, as JSON, instead of printing them.
 static CAPTURED: Mutex<Option<Vec<Value>>> = Mutex::new(None);
 
@@ -175,6 +177,45 @@ pub fn label() -> String {
     LABEL.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// What part the process plays: the `"role"` field of every JSON event, so that a script
+/// (chapter 8's table) can tell a worker's calls from the primary's without reading labels.
+/// It belongs to the process, not to the label: the lab's primary also speaks as `client`,
+/// and its role stays `primary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Any process that is not a worker, a program without cluster included: Node's
+    /// `cluster.isPrimary` is true there too (it is `!('NODE_UNIQUE_ID' in process.env)`).
+    Primary = 0,
+    /// A process that `cluster.fork()` started.
+    Worker = 1,
+    /// A copy made by `fork` without `exec` (chapter 9's models; never Node).
+    Child = 2,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Worker => "worker",
+            Role::Child => "child",
+        }
+    }
+}
+
+/// Say what part this process plays, once it is known (set next to [`set_label`]).
+pub fn set_role(role: Role) {
+    ROLE.store(role as u8, Ordering::Relaxed);
+}
+
+/// This process's role (`Primary` until told otherwise).
+pub fn role() -> Role {
+    match ROLE.load(Ordering::Relaxed) {
+        x if x == Role::Worker as u8 => Role::Worker,
+        x if x == Role::Child as u8 => Role::Child,
+        _ => Role::Primary,
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Step,
@@ -248,6 +289,7 @@ fn write_line(line: &str) {
 fn event_json(kind: Kind, text: &str, extra: Option<Value>) -> Value {
     let mut obj = json!({
         "process": label(),
+        "role": role().name(),
         "pid": std::process::id(),
         "event": kind.name(),
         "text": text,
@@ -301,24 +343,76 @@ pub fn step(text: &str) {
     emit(Kind::Step, text, None);
 }
 
-/// A syscall and its result, in strace's form: `bind(3, 127.0.0.1:8000) = 0`.
-pub fn syscall(call: &str, result: &str) {
-    if syscalls_enabled() {
-        emit(
-            Kind::Syscall,
-            &format!("{call} = {result}"),
-            Some(json!({"call": call, "result": result})),
-        );
+/// One system call, in the parts of strace's line `name(args) = result`.
+#[derive(Debug, Clone, Copy)]
+pub struct Syscall<'a> {
+    /// `bind`: the JSON event's `"syscall"` field.
+    pub name: &'a str,
+    /// `3, 127.0.0.1:8000`: what strace prints between the parentheses.
+    pub args: &'a str,
+    /// What the call is for, when its name does not say: `SO_REUSEADDR` for a
+    /// `setsockopt`. The JSON event's `"option"` field.
+    pub option: Option<&'a str>,
+}
+
+impl<'a> Syscall<'a> {
+    pub fn new(name: &'a str, args: &'a str) -> Self {
+        Self {
+            name,
+            args,
+            option: None,
+        }
+    }
+
+    /// The same call, with the option it sets.
+    pub fn with_option(self, option: &'a str) -> Self {
+        Self {
+            option: Some(option),
+            ..self
+        }
     }
 }
 
+/// How a system call ended.
+#[derive(Debug, Clone, Copy)]
+pub enum Returned<'a> {
+    /// What it returned, as strace shows it: `0`, `5`, `0 (127.0.0.1:8000)`.
+    Value(&'a str),
+    /// It failed: the errno's name and its description, `EADDRINUSE` and
+    /// `Address already in use`. The name is the JSON event's `"errno"` field.
+    Error { errno: &'a str, desc: &'a str },
+}
+
+/// A syscall and its result, in strace's form: `bind(3, 127.0.0.1:8000) = 0`, or
+/// `bind(4, 127.0.0.1:8000) = -1 EADDRINUSE (Address already in use)`. The JSON event also
+/// carries the parts: `"syscall"`, `"call"`, `"result"`, and `"errno"` or `"option"`.
+pub fn syscall(call: &Syscall<'_>, returned: Returned<'_>) {
+    if !syscalls_enabled() {
+        return;
+    }
+    let shown = format!("{}({})", call.name, call.args);
+    let result = match returned {
+        Returned::Value(v) => v.to_string(),
+        Returned::Error { errno, desc } => format!("-1 {errno} ({desc})"),
+    };
+    let mut extra = json!({"syscall": call.name, "call": shown, "result": result});
+    if let Returned::Error { errno, .. } = returned {
+        extra["errno"] = json!(errno);
+    }
+    if let Some(option) = call.option {
+        extra["option"] = json!(option);
+    }
+    emit(Kind::Syscall, &format!("{shown} = {result}"), Some(extra));
+}
+
 /// A syscall that was *not* made, and why (the reader must see the absence too).
-pub fn syscall_skipped(call: &str, why: &str) {
+pub fn syscall_skipped(call: &Syscall<'_>, why: &str) {
     if syscalls_enabled() {
+        let shown = format!("{}({})", call.name, call.args);
         emit(
             Kind::Syscall,
-            &format!("{call} not called: {why}"),
-            Some(json!({"call": call, "skipped": why})),
+            &format!("{shown} not called: {why}"),
+            Some(json!({"syscall": call.name, "call": shown, "skipped": why})),
         );
     }
 }
@@ -384,5 +478,56 @@ pub fn heading(text: &str) {
 pub fn json_line(value: &Value) {
     if config().format == Format::Json {
         write_line(&format!("{value}\n"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This test's own events (other tests may trace in parallel threads meanwhile).
+    fn mine(events: Vec<Value>) -> Vec<Value> {
+        events
+            .into_iter()
+            .filter(|e| {
+                e["call"]
+                    .as_str()
+                    .is_some_and(|c| c.ends_with("(7, typed)"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_syscall_event_carries_its_parts_and_strace_text() {
+        let ((), events) = capture(|| {
+            let bind = Syscall::new("bind", "7, typed");
+            let failed = Returned::Error {
+                errno: "EADDRINUSE",
+                desc: "Address already in use",
+            };
+            syscall(&bind, failed);
+            let opt = Syscall::new("setsockopt", "7, typed").with_option("SO_REUSEADDR");
+            syscall(&opt, Returned::Value("0"));
+            syscall_skipped(&Syscall::new("listen", "7, typed"), "libuv");
+        });
+        let events = mine(events);
+        assert_eq!(events.len(), 3, "{events:?}");
+        let bind = &events[0];
+        assert_eq!(
+            bind["text"],
+            "bind(7, typed) = -1 EADDRINUSE (Address already in use)"
+        );
+        assert_eq!(
+            (&bind["syscall"], &bind["errno"], &bind["role"]),
+            (&json!("bind"), &json!("EADDRINUSE"), &json!("primary"))
+        );
+        assert_eq!(events[1]["text"], "setsockopt(7, typed) = 0");
+        assert_eq!(events[1]["option"], "SO_REUSEADDR");
+        assert!(events[1].get("errno").is_none());
+        assert_eq!(events[2]["text"], "listen(7, typed) not called: libuv");
+        assert_eq!(
+            (&events[2]["syscall"], &events[2]["skipped"]),
+            (&json!("listen"), &json!("libuv"))
+        );
     }
 }

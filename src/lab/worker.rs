@@ -58,6 +58,7 @@ pub fn worker_entry() -> Option<ExitCode> {
     let id = std::env::var(cluster::NODE_UNIQUE_ID).ok()?;
     trace::init_from_env();
     trace::set_label(&format!("worker {id}"));
+    trace::set_role(trace::Role::Worker);
     let rt = match child::setup_worker()? {
         Ok(rt) => rt,
         Err(e) => {

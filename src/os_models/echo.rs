@@ -63,17 +63,16 @@ pub fn serve(conn: &OwnedFd, n: usize) -> Ended {
         }
         match sys::read(fd, &mut buf) {
             Ok(0) => {
-                let call = format!("read({}, ...)", fd.as_raw_fd());
-                trace::syscall(&call, "0 (end of file: the client is done)");
+                let args = format!("{}, ...", fd.as_raw_fd());
+                let eof = "0 (end of file: the client is done)".to_string();
+                sys::trace_call(&trace::Syscall::new("read", &args), Ok(eof));
                 return Ended::Eof;
             }
             Ok(len) => pending.extend_from_slice(&buf[..len]),
             Err(nix::errno::Errno::EAGAIN) => continue,
             Err(e) => {
-                trace::syscall(
-                    &format!("read({}, ...)", fd.as_raw_fd()),
-                    &sys::errno_result(e),
-                );
+                let args = format!("{}, ...", fd.as_raw_fd());
+                sys::trace_call(&trace::Syscall::new("read", &args), Err(e));
                 return Ended::Broken;
             }
         }

@@ -26,6 +26,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
+use crate::trace;
+
 /// Make a call again for as long as a signal interrupts it (`EINTR`), as libuv wraps its
 /// `read`, `write`, `accept4`, `sendmsg` and `recvmsg` in `do … while (r == -1 && errno ==
 /// EINTR)`. Only for calls that are safe to repeat: not `close` (on Linux the fd is gone
@@ -45,21 +47,36 @@ pub fn show_addr(addr: SocketAddr) -> String {
     addr.to_string()
 }
 
-fn fd_result(res: &Result<OwnedFd, Errno>) -> String {
-    match res {
-        Ok(fd) => fd.as_raw_fd().to_string(),
-        Err(e) => errno_result(*e),
+/// Print one syscall line through [`trace::syscall`]: `name(args) = value`, or a failure in
+/// strace's way, `-1 EADDRINUSE (Address already in use)`.
+pub fn trace_call(call: &trace::Syscall<'_>, result: Result<String, Errno>) {
+    if !trace::syscalls_enabled() {
+        return;
+    }
+    match result {
+        Ok(value) => trace::syscall(call, trace::Returned::Value(&value)),
+        Err(e) => {
+            let errno = format!("{e:?}");
+            let desc = e.desc();
+            trace::syscall(
+                call,
+                trace::Returned::Error {
+                    errno: &errno,
+                    desc,
+                },
+            );
+        }
     }
 }
 
-fn unit_result(res: &Result<(), Errno>) -> String {
-    match res {
-        Ok(()) => "0".to_string(),
-        Err(e) => errno_result(*e),
-    }
+/// What a call that returns 0 or fails shows.
+fn zero(res: &Result<(), Errno>) -> Result<String, Errno> {
+    res.map(|()| "0".to_string())
 }
 
-/// `-1 EADDRINUSE (Address already in use)`, strace's way of showing a failure.
-pub fn errno_result(e: Errno) -> String {
-    format!("-1 {e:?} ({})", e.desc())
+/// What a call that returns a new fd shows: its number.
+fn fd_number(res: &Result<OwnedFd, Errno>) -> Result<String, Errno> {
+    res.as_ref()
+        .map(|fd| fd.as_raw_fd().to_string())
+        .map_err(|e| *e)
 }

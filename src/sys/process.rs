@@ -12,7 +12,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag};
 use nix::sys::signal::Signal;
 
-use super::{errno_result, retry, unit_result};
+use super::{retry, trace_call, zero};
 use crate::trace;
 
 /// Runs in a freshly forked worker, between `fork` and `exec`: put the channel on `target`
@@ -131,23 +131,28 @@ pub fn thread_count() -> Option<usize> {
 /// `fork(2)` without `exec`, and only from a process that has exactly one thread: in a
 /// threaded process the child may inherit a lock that another thread held, and deadlock.
 /// Refuses with `EDEADLK` otherwise (or when `/proc` cannot say). The parent prints the
-/// syscall line; the child prints nothing.
+/// syscall line; the child prints nothing, and its trace role becomes
+/// [`trace::Role::Child`].
 pub fn fork_single_threaded() -> Result<Forked, Errno> {
+    let call = trace::Syscall::new("fork", "");
     if thread_count() != Some(1) {
-        trace::syscall_skipped("fork()", "this process has more than one thread");
+        trace::syscall_skipped(&call, "this process has more than one thread");
         return Err(Errno::EDEADLK);
     }
     // SAFETY: the process has one thread (checked just above), so the child's copy of
     // memory holds no lock that some other thread was in the middle of using.
     let res = unsafe { nix::unistd::fork() };
     match res {
-        Ok(nix::unistd::ForkResult::Child) => Ok(Forked::Child),
+        Ok(nix::unistd::ForkResult::Child) => {
+            trace::set_role(trace::Role::Child);
+            Ok(Forked::Child)
+        }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
-            trace::syscall("fork()", &child.as_raw().to_string());
+            trace_call(&call, Ok(child.as_raw().to_string()));
             Ok(Forked::Parent(child.as_raw() as u32))
         }
         Err(e) => {
-            trace::syscall("fork()", &errno_result(e));
+            trace_call(&call, Err(e));
             Err(e)
         }
     }
@@ -206,11 +211,13 @@ pub fn waitpid_limit(pid: u32, limit: Duration, traced: bool) -> Result<Option<C
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     let start = std::time::Instant::now();
     let target = nix::unistd::Pid::from_raw(pid as i32);
+    let args = pid.to_string();
+    let call = trace::Syscall::new("waitpid", &args);
     loop {
         let status = match retry(|| waitpid(target, Some(WaitPidFlag::WNOHANG))) {
             Err(e) => {
                 if traced {
-                    trace::syscall(&format!("waitpid({pid})"), &errno_result(e));
+                    trace_call(&call, Err(e));
                 }
                 return Err(e);
             }
@@ -226,7 +233,7 @@ pub fn waitpid_limit(pid: u32, limit: Duration, traced: bool) -> Result<Option<C
             _ => return Ok(None),
         };
         if traced {
-            trace::syscall(&format!("waitpid({pid})"), &format!("{pid} ({exit})"));
+            trace_call(&call, Ok(format!("{pid} ({exit})")));
         }
         return Ok(Some(exit));
     }
@@ -235,7 +242,8 @@ pub fn waitpid_limit(pid: u32, limit: Duration, traced: bool) -> Result<Option<C
 /// `kill(2)`, printed as a syscall line.
 pub fn kill_traced(pid: u32, signal: nix::sys::signal::Signal) -> Result<(), Errno> {
     let res = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
-    trace::syscall(&format!("kill({pid}, {signal:?})"), &unit_result(&res));
+    let args = format!("{pid}, {signal:?}");
+    trace_call(&trace::Syscall::new("kill", &args), zero(&res));
     res
 }
 
@@ -246,15 +254,16 @@ pub fn wait_until_stopped(pid: u32, limit: Duration) -> Result<bool, Errno> {
     let start = std::time::Instant::now();
     let target = nix::unistd::Pid::from_raw(pid as i32);
     let flags = WaitPidFlag::WUNTRACED | WaitPidFlag::WNOHANG;
+    let args = format!("{pid}, WUNTRACED");
+    let call = trace::Syscall::new("waitpid", &args);
     loop {
         match retry(|| waitpid(target, Some(flags))) {
             Err(e) => {
-                trace::syscall(&format!("waitpid({pid}, WUNTRACED)"), &errno_result(e));
+                trace_call(&call, Err(e));
                 return Err(e);
             }
             Ok(WaitStatus::Stopped(_, sig)) => {
-                let call = format!("waitpid({pid}, WUNTRACED)");
-                trace::syscall(&call, &format!("{pid} (stopped by {sig:?})"));
+                trace_call(&call, Ok(format!("{pid} (stopped by {sig:?})")));
                 return Ok(true);
             }
             Ok(_) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(1)),

@@ -17,7 +17,7 @@ use nix::sys::socket::{
     SockaddrIn6, SockaddrStorage, sockopt,
 };
 
-use super::{errno_result, fd_result, retry, show_addr, unit_result};
+use super::{fd_number, retry, show_addr, trace_call, zero};
 use crate::trace;
 
 /// Which transport a socket speaks: the `addressType` values `4`/`6` vs `udp4`/`udp6`.
@@ -49,22 +49,20 @@ pub fn socket(ip: IpAddr, transport: Transport) -> Result<OwnedFd, Errno> {
     };
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     let res = socket::socket(family_of(ip), ty, flags, None);
-    let call = format!(
-        "socket({}, {ty_name}|SOCK_NONBLOCK|SOCK_CLOEXEC, 0)",
+    let args = format!(
+        "{}, {ty_name}|SOCK_NONBLOCK|SOCK_CLOEXEC, 0",
         family_name(ip)
     );
-    trace::syscall(&call, &fd_result(&res));
+    trace_call(&trace::Syscall::new("socket", &args), fd_number(&res));
     res
 }
 
 /// `setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, 1)`: libuv sets it on every TCP socket it binds.
 pub fn set_reuseaddr(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let res = socket::setsockopt(&fd, sockopt::ReuseAddr, &true);
-    let call = format!(
-        "setsockopt({}, SOL_SOCKET, SO_REUSEADDR, [1])",
-        fd.as_raw_fd()
-    );
-    trace::syscall(&call, &unit_result(&res));
+    let args = format!("{}, SOL_SOCKET, SO_REUSEADDR, [1]", fd.as_raw_fd());
+    let call = trace::Syscall::new("setsockopt", &args).with_option("SO_REUSEADDR");
+    trace_call(&call, zero(&res));
     res
 }
 
@@ -72,11 +70,9 @@ pub fn set_reuseaddr(fd: BorrowedFd<'_>) -> Result<(), Errno> {
 /// chapter that shows what the kernel can do without Node.
 pub fn set_reuseport(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let res = socket::setsockopt(&fd, sockopt::ReusePort, &true);
-    let call = format!(
-        "setsockopt({}, SOL_SOCKET, SO_REUSEPORT, [1])",
-        fd.as_raw_fd()
-    );
-    trace::syscall(&call, &unit_result(&res));
+    let args = format!("{}, SOL_SOCKET, SO_REUSEPORT, [1]", fd.as_raw_fd());
+    let call = trace::Syscall::new("setsockopt", &args).with_option("SO_REUSEPORT");
+    trace_call(&call, zero(&res));
     res
 }
 
@@ -86,8 +82,8 @@ pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> Result<(), Errno> {
         SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a)),
         SocketAddr::V6(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a)),
     };
-    let call = format!("bind({}, {})", fd.as_raw_fd(), show_addr(addr));
-    trace::syscall(&call, &unit_result(&res));
+    let args = format!("{}, {}", fd.as_raw_fd(), show_addr(addr));
+    trace_call(&trace::Syscall::new("bind", &args), zero(&res));
     res
 }
 
@@ -95,8 +91,8 @@ pub fn bind(fd: BorrowedFd<'_>, addr: SocketAddr) -> Result<(), Errno> {
 pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> Result<(), Errno> {
     let backlog_arg = Backlog::new(backlog).unwrap_or(Backlog::MAXCONN);
     let res = socket::listen(&fd, backlog_arg);
-    let call = format!("listen({}, {backlog})", fd.as_raw_fd());
-    trace::syscall(&call, &unit_result(&res));
+    let args = format!("{}, {backlog}", fd.as_raw_fd());
+    trace_call(&trace::Syscall::new("listen", &args), zero(&res));
     res
 }
 
@@ -107,8 +103,8 @@ pub fn accept4(fd: BorrowedFd<'_>, traced: bool) -> Result<Option<OwnedFd>, Errn
     let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
     let res = retry(|| socket::accept4(fd, flags));
     if traced && trace::syscalls_enabled() && res.as_ref().err() != Some(&Errno::EAGAIN) {
-        let call = format!("accept4({}, SOCK_NONBLOCK|SOCK_CLOEXEC)", fd.as_raw_fd());
-        trace::syscall(&call, &fd_result(&res));
+        let args = format!("{}, SOCK_NONBLOCK|SOCK_CLOEXEC", fd.as_raw_fd());
+        trace_call(&trace::Syscall::new("accept4", &args), fd_number(&res));
     }
     match res {
         Ok(conn) => Ok(Some(conn)),
@@ -133,12 +129,9 @@ pub fn getsockname(fd: BorrowedFd<'_>) -> Result<SocketAddr, Errno> {
 /// reader to see it (Node's `checkBindError`).
 pub fn getsockname_traced(fd: BorrowedFd<'_>) -> Result<SocketAddr, Errno> {
     let res = getsockname(fd);
-    let call = format!("getsockname({})", fd.as_raw_fd());
-    let shown = match &res {
-        Ok(addr) => format!("0 ({})", show_addr(*addr)),
-        Err(e) => errno_result(*e),
-    };
-    trace::syscall(&call, &shown);
+    let args = fd.as_raw_fd().to_string();
+    let shown = res.map(|addr| format!("0 ({})", show_addr(addr)));
+    trace_call(&trace::Syscall::new("getsockname", &args), shown);
     res
 }
 
@@ -172,29 +165,30 @@ pub fn sendmsg_with_fd(chan: BorrowedFd<'_>, bytes: &[u8], fd: RawFd) -> Result<
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     // The line is built only for a reader: the primary calls this once per connection.
-    let call = match trace::syscalls_enabled() {
+    let args = match trace::syscalls_enabled() {
         true => format!(
-            "sendmsg({}, [{} bytes], SCM_RIGHTS [{fd}])",
+            "{}, [{} bytes], SCM_RIGHTS [{fd}]",
             chan.as_raw_fd(),
             bytes.len()
         ),
         false => String::new(),
     };
+    let call = trace::Syscall::new("sendmsg", &args);
     // Printed before the call: once it returns, the receiver may already be printing what it
     // got, and its line must come after ours. A result other than "all of it" gets a line too.
     if trace::syscalls_enabled() {
-        trace::syscall(&call, &bytes.len().to_string());
+        trace_call(&call, Ok(bytes.len().to_string()));
     }
     let res = retry(|| {
         socket::sendmsg::<()>(chan.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
     });
-    match &res {
-        Ok(n) if *n == bytes.len() => {}
-        Ok(n) => trace::syscall(
+    match res {
+        Ok(n) if n == bytes.len() => {}
+        Ok(n) => trace_call(
             &call,
-            &format!("{n} (short: the rest follows without the fd)"),
+            Ok(format!("{n} (short: the rest follows without the fd)")),
         ),
-        Err(e) => trace::syscall(&call, &errno_result(*e)),
+        Err(e) => trace_call(&call, Err(e)),
     }
     res
 }
@@ -333,12 +327,12 @@ fn trace_recvmsg(chan: BorrowedFd<'_>, bytes: usize, fds: &[OwnedFd], truncated:
         return;
     }
     let got: Vec<String> = fds.iter().map(|f| f.as_raw_fd().to_string()).collect();
-    let call = format!("recvmsg({}, MSG_CMSG_CLOEXEC)", chan.as_raw_fd());
+    let args = format!("{}, MSG_CMSG_CLOEXEC", chan.as_raw_fd());
     let mut shown = format!("{bytes} + SCM_RIGHTS [{}]", got.join(", "));
     if truncated {
         shown.push_str(" + MSG_CTRUNC (more fds were sent; the rest are lost)");
     }
-    trace::syscall(&call, &shown);
+    trace_call(&trace::Syscall::new("recvmsg", &args), Ok(shown));
 }
 
 /// `sendmsg(2)` with any number of fds in one `SCM_RIGHTS`: what a peer that breaks the
@@ -380,7 +374,8 @@ pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Option<So
         Some(a) => format!("{} from {}", bytes, show_addr(a)),
         None => bytes.to_string(),
     };
-    trace::syscall(&format!("recvmsg({})", fd.as_raw_fd()), &shown);
+    let args = fd.as_raw_fd().to_string();
+    trace_call(&trace::Syscall::new("recvmsg", &args), Ok(shown));
     Ok((bytes, from))
 }
 
@@ -413,7 +408,8 @@ pub fn set_timeouts(fd: BorrowedFd<'_>, timeout: Duration) -> Result<(), Errno> 
 /// result is checked in debug builds.
 pub fn close_traced(fd: OwnedFd) {
     let raw = fd.as_raw_fd();
-    trace::syscall(&format!("close({raw})"), "0");
+    let args = raw.to_string();
+    trace_call(&trace::Syscall::new("close", &args), Ok("0".to_string()));
     let res = nix::unistd::close(fd);
     debug_assert!(res.is_ok(), "close({raw}) = {res:?}");
 }
