@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole, LOOPBACK};
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
 use cluster_walkthrough::sys::{self, Transport};
 use cluster_walkthrough::trace;
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let port = ctx.pick_port()?;
     one_process_four_servers(port)?;
-    two_processes(port)?;
+    two_processes(ctx, port)?;
     reuseaddr_rules()
 }
 
@@ -74,8 +74,9 @@ fn first_server_failed(port: u16, err: &str) -> ChapterError {
 }
 
 // ANCHOR: two_processes
-/// Process A listens, then starts process B (this same program again), which tries too.
-fn two_processes(port: u16) -> Result<(), ChapterError> {
+/// Process A listens, then starts process B (this same program again, in the helper role
+/// `second-process`), which tries too.
+fn two_processes(ctx: &Ctx, port: u16) -> Result<(), ChapterError> {
     trace::heading("1b. Two processes, one port");
     trace::set_label("process A");
     let mut server = Server::new("server");
@@ -87,7 +88,8 @@ fn two_processes(port: u16) -> Result<(), ChapterError> {
         ListenStep::AskPrimary(_) => unreachable!("not a cluster worker"),
     }
     trace::step("starts process B: the same program, a separate process");
-    let status = Ctx { port }.spawn_role(&format!("second:{port}"), Duration::from_secs(10))?;
+    let role = ["second-process", "--port", &port.to_string()];
+    let status = ctx.spawn_role(&role, Duration::from_secs(10))?;
     trace::set_label("process A");
     let code = status.code().unwrap_or(-1);
     trace::step(&format!(
@@ -98,11 +100,7 @@ fn two_processes(port: u16) -> Result<(), ChapterError> {
 }
 
 /// Process B: listen on the port process A holds.
-fn role(role: &str) -> ExitCode {
-    let Some(port) = role.strip_prefix("second:").and_then(|p| p.parse().ok()) else {
-        eprintln!("error: unknown role {role:?}");
-        return ExitCode::from(2);
-    };
+fn process_b(port: u16) -> ExitCode {
     trace::set_label("process B");
     let mut server = Server::new("server");
     let opts = ListenOptions::new(LOOPBACK, port);
@@ -120,6 +118,14 @@ fn role(role: &str) -> ExitCode {
     }
 }
 // ANCHOR_END: two_processes
+
+/// The one helper role of this chapter.
+fn role(role: HelperRole) -> ExitCode {
+    match role {
+        HelperRole::SecondProcess { port } => process_b(port),
+        other => chapter::unknown_role(&CHAPTER, &other),
+    }
+}
 
 /// A socket for the kernel experiments, with or without the options under test.
 fn raw_socket(reuseaddr: bool, reuseport: bool) -> Result<OwnedFd, ChapterError> {

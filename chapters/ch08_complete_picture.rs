@@ -2,7 +2,7 @@
 //! the messages its primary really saw, and a table of every branch, built from one real run
 //! per branch. Run it with `cargo run --bin ch08-complete-picture`.
 //!
-//! Each branch runs in a helper process (this program again, in the role `lab:<flags>`),
+//! Each branch runs in a helper process (this program again, in the role `lab-events <flags>`),
 //! whose JSON events — the primary's and its workers' — are read back here. The branch
 //! without cluster runs in this process, with its events captured.
 
@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use cluster_walkthrough::channel::WireRecord;
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole, LOOPBACK};
 use cluster_walkthrough::lab::{self, LabArgs, PolicyArg};
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
 use cluster_walkthrough::picture::{self, BranchRow};
@@ -80,28 +80,56 @@ fn record_round_robin(ctx: &Ctx) -> Result<Vec<WireRecord>, ChapterError> {
 
 /// The lab runs behind the table: a branch, and the flags after `--workers 2`. `{FREE}` is a
 /// free port; `{HELD}` a port that "another program" (this one) holds during the run.
-const LAB_RUNS: [(&str, &str); 8] = [
-    ("round robin", "--policy rr --connections 2"),
-    ("SCHED_NONE", "--policy none --connections 2"),
-    ("exclusive", "--exclusive --port {FREE} --connections 2"),
-    ("UDP", "--udp --connections 2"),
+const LAB_RUNS: [(&str, &[&str]); 8] = [
+    ("round robin", &["--policy", "rr", "--connections", "2"]),
+    ("SCHED_NONE", &["--policy", "none", "--connections", "2"]),
+    (
+        "exclusive",
+        &["--exclusive", "--port", "{FREE}", "--connections", "2"],
+    ),
+    ("UDP", &["--udp", "--connections", "2"]),
     (
         "port 0, 2 each",
-        "--policy rr --servers-per-worker 2 --connections 2",
+        &[
+            "--policy",
+            "rr",
+            "--servers-per-worker",
+            "2",
+            "--connections",
+            "2",
+        ],
     ),
     (
         "bind fails (rr)",
-        "--policy rr --port {HELD} --handle-errors",
+        &["--policy", "rr", "--port", "{HELD}", "--handle-errors"],
     ),
     (
         "bind fails (none)",
-        "--policy none --port {HELD} --handle-errors",
+        &["--policy", "none", "--port", "{HELD}", "--handle-errors"],
     ),
     (
         "worker killed",
-        "--policy rr --connections 3 --kill-worker 2 --after 1",
+        &[
+            "--policy",
+            "rr",
+            "--connections",
+            "3",
+            "--kill-worker",
+            "2",
+            "--after",
+            "1",
+        ],
     ),
 ];
+
+/// A run's flags with its port in place of `{FREE}` and `{HELD}`.
+fn with_port(flags: &[&str], port: &str) -> Vec<String> {
+    let port_of = |f: &&str| match *f {
+        "{FREE}" | "{HELD}" => port.to_string(),
+        f => f.to_string(),
+    };
+    flags.iter().map(port_of).collect()
+}
 
 /// Under the table: how each row was made, and how to read the counts.
 fn legend() -> Vec<String> {
@@ -113,7 +141,7 @@ fn legend() -> Vec<String> {
         ),
     ];
     for (branch, flags) in LAB_RUNS {
-        let flags = flags.replace("{FREE}", "P").replace("{HELD}", "P");
+        let flags = with_port(flags, "P").join(" ");
         lines.push(format!("  {branch:<19}lab --workers 2 {flags}"));
     }
     lines.extend(
@@ -138,17 +166,14 @@ fn every_branch(ctx: &Ctx) -> Result<Vec<BranchRow>, ChapterError> {
     for (branch, flags) in LAB_RUNS {
         let port = ctx.pick_port()?;
         // "Another program" holds the port: we do, before the helper starts.
-        let holder = match flags.contains("{HELD}") {
+        let holder = match flags.contains(&"{HELD}") {
             true => Some(
                 TcpListener::bind((LOOPBACK, port))
                     .map_err(|e| ChapterError::io("hold the port", e))?,
             ),
             false => None,
         };
-        let flags = flags
-            .replace("{FREE}", &port.to_string())
-            .replace("{HELD}", &port.to_string());
-        let events = lab_events(ctx, &flags)?;
+        let events = lab_events(ctx, &with_port(flags, &port.to_string()))?;
         drop(holder);
         rows.push(picture::branch_row(branch, &events));
     }
@@ -156,8 +181,10 @@ fn every_branch(ctx: &Ctx) -> Result<Vec<BranchRow>, ChapterError> {
 }
 
 /// Run the lab with these flags (and two workers) in a helper process; its JSON events.
-fn lab_events(ctx: &Ctx, flags: &str) -> Result<Vec<Value>, ChapterError> {
-    let role = format!("lab:--workers 2 {flags} --json --trace-wire");
+fn lab_events(ctx: &Ctx, flags: &[String]) -> Result<Vec<Value>, ChapterError> {
+    let mut role = vec!["lab-events", "--workers", "2"];
+    role.extend(flags.iter().map(String::as_str));
+    role.extend(["--json", "--trace-wire"]);
     let out = ctx.capture_role(&role, Duration::from_secs(30))?;
     let events: Vec<Value> = out
         .lines()
@@ -165,7 +192,8 @@ fn lab_events(ctx: &Ctx, flags: &str) -> Result<Vec<Value>, ChapterError> {
         .collect();
     if !events.iter().any(|e| e.get("summary").is_some()) {
         return Err(ChapterError::Failed(format!(
-            "the run `lab {flags}` ended without its summary"
+            "the run `lab {}` ended without its summary",
+            flags.join(" ")
         )));
     }
     Ok(events)
@@ -196,23 +224,12 @@ fn no_cluster(port: u16) -> Vec<Value> {
 }
 
 // ANCHOR: role
-/// The helper: `lab:<flags>` runs the lab with those flags and prints its JSON events and
-/// summary. (Not `lab::main`, which also says on stderr when no worker could listen: here
+/// The helper: `lab-events <flags>` runs the lab with those flags and prints its JSON events
+/// and summary. (Not `lab::main`, which also says on stderr when no worker could listen: here
 /// that is the expected outcome of two rows, and the summary says it anyway.)
-fn role(role: &str) -> ExitCode {
-    let Some(flags) = role.strip_prefix("lab:") else {
-        eprintln!("error: unknown role {role:?}");
-        return ExitCode::from(2);
-    };
-    let args = match lab::parse_args(flags.split_whitespace()) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("error: role {role:?}: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn lab_events_role(args: &LabArgs) -> ExitCode {
     trace::init(trace::Format::Json, !args.no_syscalls, args.trace_wire);
-    match lab::run(&args) {
+    match lab::run(args) {
         Ok(out) => {
             lab::print_summary(&out);
             ExitCode::SUCCESS
@@ -221,6 +238,14 @@ fn role(role: &str) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The one helper role of this chapter.
+fn role(role: HelperRole) -> ExitCode {
+    match role {
+        HelperRole::LabEvents(args) => lab_events_role(&args),
+        other => chapter::unknown_role(&CHAPTER, &other),
     }
 }
 // ANCHOR_END: role

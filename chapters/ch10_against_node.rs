@@ -6,7 +6,7 @@
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, ROLE_ENV};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
 use cluster_walkthrough::strace::{self, Scenario, Summary};
 use cluster_walkthrough::{lab, trace};
 
@@ -32,30 +32,21 @@ fn main() -> ExitCode {
 }
 
 // ANCHOR: role
-/// `lab:<flags>`: be `cluster-walkthrough lab <flags>`, so that strace can run our side through
-/// this very program (`cargo run --bin ch10-against-node` has no `lab` command of its own).
-fn role(role: &str) -> ExitCode {
-    let Some(words) = role.strip_prefix("lab:") else {
-        eprintln!("error: unknown role {role:?}");
-        return ExitCode::from(2);
-    };
-    match lab::parse_args(words.split_whitespace()) {
-        Ok(args) => lab::main(&args),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+/// The helper `lab <flags>` is `cluster-walkthrough lab <flags>`, so that strace can run our
+/// side through this very program (`cargo run --bin ch10-against-node` has no `lab` command
+/// of its own).
+fn role(role: HelperRole) -> ExitCode {
+    match role {
+        HelperRole::Lab(args) => lab::main(&args),
+        other => chapter::unknown_role(&CHAPTER, &other),
     }
 }
 
-/// Our side: this program again (with the same arguments, so `cluster-walkthrough chapter 10`
-/// finds its chapter), in the role `lab:<flags>`.
-fn ours(sc: &Scenario) -> Result<Command, ChapterError> {
-    let exe = std::env::current_exe().map_err(|e| ChapterError::io("current_exe", e))?;
-    let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
-        .env(ROLE_ENV, format!("lab:{}", sc.lab_args.join(" ")));
-    Ok(cmd)
+/// Our side: this program again in the role `lab <flags>` (`cluster-walkthrough chapter 10
+/// lab <flags>` when the chapter runs inside `cluster-walkthrough`).
+fn ours(ctx: &Ctx, sc: &Scenario) -> Result<Command, ChapterError> {
+    let flags = sc.lab_args.iter().map(String::as_str);
+    ctx.role_command(std::iter::once("lab").chain(flags))
 }
 // ANCHOR_END: role
 
@@ -87,7 +78,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let mut differ = 0;
     for sc in strace::scenarios(port) {
         let theirs = traced(&sc.node_command(), "node")?;
-        let ours = traced(&ours(&sc)?, "ours")?;
+        let ours = traced(&ours(ctx, &sc)?, "ours")?;
         trace::raw(sc.title);
         for line in sc.commands().lines() {
             trace::raw(&format!("  {line}"));

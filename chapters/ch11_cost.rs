@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use cluster_walkthrough::bench::report::{Machine, Report};
-use cluster_walkthrough::bench::servers::{self, Launcher, Strategy};
+use cluster_walkthrough::bench::servers::{self, Strategy};
 use cluster_walkthrough::bench::{self, Plan};
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
 use cluster_walkthrough::trace;
 
 pub static CHAPTER: Chapter = Chapter {
@@ -31,12 +31,12 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
-/// The benchmark's servers run as helper copies of this program.
-fn role(r: &str) -> ExitCode {
-    servers::chapter_role(r).unwrap_or_else(|| {
-        eprintln!("error: chapter 11 has no role {r:?}");
-        ExitCode::from(2)
-    })
+/// The benchmark's servers run as helper copies of this program (`bench-server ...`).
+fn role(role: HelperRole) -> ExitCode {
+    match role {
+        HelperRole::BenchServer(spec) => servers::serve_role(&spec),
+        other => chapter::unknown_role(&CHAPTER, &other),
+    }
 }
 
 // ANCHOR: run
@@ -52,7 +52,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     };
     let started = SystemTime::now();
     let hidden = indicatif::ProgressBar::hidden();
-    let results = bench::run(&plan, Launcher::ChapterRole, &hidden)
+    let results = bench::run(&plan, &ctx.program, &hidden)
         .map_err(|e| ChapterError::Failed(e.to_string()))?;
     let report = Report::new(&plan, results, Machine::this_one(&plan, started));
     for line in report.table().lines() {

@@ -5,22 +5,25 @@
 //! A chapter is a `static` [`Chapter`]; its `chapters/chNN_*.rs` file defines it and its
 //! `main` is one call to [`main`]. The tour (`cluster-walkthrough`) runs each chapter as its
 //! own process, exactly as a reader would with `cargo run --bin chNN-...`.
+//!
+//! A helper role is a hidden subcommand ([`HelperRole`]), parsed by clap like any other:
+//! `ch01-listen-twice second-process --port 8000`, or `cluster-walkthrough chapter 1
+//! second-process --port 8000` when the chapter runs inside the tour's program.
 
+use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::process::{Command, ExitCode, ExitStatus};
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::helper::{self, Capture, HelperError};
+use crate::bench::servers::ServerSpec;
+use crate::helper::{self, Capture, HelperError, ThisProgram};
+use crate::lab::LabArgs;
 use crate::trace;
 
 /// Loopback: where every server in this project binds unless the user says otherwise.
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// The variable that tells a re-executed chapter program which helper role to play
-/// (`second:PORT` for chapter 1's second process, for example).
-pub const ROLE_ENV: &str = "CLUSTER_WALKTHROUGH_ROLE";
 
 /// A chapter: its number, names, frame text and the experiment itself.
 pub struct Chapter {
@@ -34,8 +37,9 @@ pub struct Chapter {
     pub outro: &'static str,
     /// The experiment.
     pub run: fn(&Ctx) -> Result<(), ChapterError>,
-    /// A helper role the program can be re-executed into (see [`Ctx::spawn_role`]).
-    pub role: Option<fn(&str) -> ExitCode>,
+    /// The helper roles the program can be started in (see [`Ctx::spawn_role`]); any other
+    /// goes to [`unknown_role`].
+    pub role: Option<fn(HelperRole) -> ExitCode>,
 }
 
 impl Chapter {
@@ -74,11 +78,56 @@ impl ChapterError {
     }
 }
 
-/// What a chapter's `run` gets: the user's choices.
+/// The helper roles of the chapter programs: hidden subcommands, each a helper that a chapter
+/// starts with [`Ctx::spawn_role`] or [`Ctx::capture_role`] (or hands to strace).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum HelperRole {
+    /// Chapter 1's process B: listen on the port process A holds
+    #[command(hide = true)]
+    SecondProcess {
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+    },
+    /// Chapter 8's helper: a lab run that prints its events and summary as JSON
+    #[command(hide = true)]
+    LabEvents(LabArgs),
+    /// Chapter 10's side under strace: what `cluster-walkthrough lab` does
+    #[command(hide = true)]
+    Lab(LabArgs),
+    /// Chapter 11's servers under test
+    #[command(hide = true)]
+    BenchServer(ServerSpec),
+}
+
+impl HelperRole {
+    /// The subcommand's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HelperRole::SecondProcess { .. } => "second-process",
+            HelperRole::LabEvents(_) => "lab-events",
+            HelperRole::Lab(_) => "lab",
+            HelperRole::BenchServer(_) => "bench-server",
+        }
+    }
+}
+
+/// For a chapter's `role`: a role that belongs to another chapter. One line, exit code 2.
+pub fn unknown_role(ch: &Chapter, role: &HelperRole) -> ExitCode {
+    eprintln!(
+        "error: {} has no helper role {}",
+        ch.bin_name(),
+        role.name()
+    );
+    ExitCode::from(2)
+}
+
+/// What a chapter's `run` gets: the user's choices, and how to start a copy of itself.
 #[derive(Debug, Clone)]
 pub struct Ctx {
     /// The port the user asked for, or 0 for "pick a free one".
     pub port: u16,
+    /// This chapter's program, for helper roles.
+    pub program: ThisProgram,
 }
 
 impl Ctx {
@@ -96,18 +145,30 @@ impl Ctx {
         free_port()
     }
 
-    /// Start a second copy of this very program in another role, its output going to the
+    /// This program again in a helper role (`role`: the hidden subcommand and its arguments),
+    /// printing the way we print.
+    pub fn role_command<I, S>(&self, role: I) -> Result<Command, ChapterError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.program.command(role)?;
+        cmd.env(trace::ENV, trace::to_env());
+        Ok(cmd)
+    }
+
+    /// Start a second copy of this very program in a helper role, its output going to the
     /// same place as ours, and wait for it (at most `limit`). Returns its exit status.
-    pub fn spawn_role(&self, role: &str, limit: Duration) -> Result<ExitStatus, ChapterError> {
-        let mut cmd = role_command(role)?;
+    pub fn spawn_role(&self, role: &[&str], limit: Duration) -> Result<ExitStatus, ChapterError> {
+        let mut cmd = self.role_command(role)?;
         let done = helper::run(&mut cmd, Capture::Nothing, limit)?;
         Ok(done.status)
     }
 
     /// Like [`Ctx::spawn_role`], but the helper's standard output is captured and returned
     /// (it is not shown). Fails if the helper exits non-zero or outlives `limit`.
-    pub fn capture_role(&self, role: &str, limit: Duration) -> Result<String, ChapterError> {
-        let mut cmd = role_command(role)?;
+    pub fn capture_role(&self, role: &[&str], limit: Duration) -> Result<String, ChapterError> {
+        let mut cmd = self.role_command(role)?;
         let done = helper::run(&mut cmd, Capture::Stdout, limit)?;
         if !done.status.success() {
             return Err(ChapterError::Failed(format!(
@@ -117,13 +178,6 @@ impl Ctx {
         }
         Ok(done.stdout)
     }
-}
-
-/// This program again, with our arguments, in `role`, printing the way we print.
-fn role_command(role: &str) -> Result<Command, ChapterError> {
-    let mut cmd = helper::this_program(std::env::args_os().skip(1))?;
-    cmd.env(ROLE_ENV, role).env(trace::ENV, trace::to_env());
-    Ok(cmd)
 }
 
 /// A free ephemeral port on 127.0.0.1 (the kernel picks; we close it at once).
@@ -144,27 +198,38 @@ pub struct ChapterArgs {
     /// Port for the chapter's servers on 127.0.0.1 (default: a free one)
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    #[command(subcommand)]
+    pub role: Option<HelperRole>,
 }
 
-/// A chapter program's whole `main`: helper roles first, then the framed experiment.
+/// A chapter program's whole `main`: a worker or a helper role first, else the framed
+/// experiment.
 pub fn main(ch: &Chapter) -> ExitCode {
     // Started by cluster.fork()? Then be the worker, as a Node cluster script would.
     if let Some(code) = crate::lab::worker_entry() {
         return code;
     }
-    if let Ok(role) = std::env::var(ROLE_ENV) {
-        trace::init_from_env();
-        return match ch.role {
-            Some(f) => f(&role),
-            None => {
-                eprintln!("error: {} has no role {role:?}", ch.bin_name());
-                ExitCode::from(2)
-            }
-        };
-    }
     let args = ChapterArgs::parse();
+    if let Some(role) = args.role {
+        return run_role(ch, role);
+    }
     trace::init(trace::Format::Text, true, false);
-    run_framed(ch, &Ctx { port: args.port })
+    run_framed(
+        ch,
+        &Ctx {
+            port: args.port,
+            program: ThisProgram::default(),
+        },
+    )
+}
+
+/// Play a helper role of `ch`, printing the way the chapter that started us prints.
+pub fn run_role(ch: &Chapter, role: HelperRole) -> ExitCode {
+    trace::init_from_env();
+    match ch.role {
+        Some(play) => play(role),
+        None => unknown_role(ch, &role),
+    }
 }
 
 /// Heading, intro, experiment, outro; errors as one line and a non-zero exit.

@@ -13,7 +13,7 @@
 //! Nothing here mirrors Node. Node's cluster workers are not helpers: `cluster::primary` forks
 //! them, with their own parent-death signal (see `sys::prepare_worker_child`).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -56,16 +56,38 @@ pub enum HelperError {
     Interrupted { what: String },
 }
 
-/// This program (`std::env::current_exe()`) with `args`: the way to start a copy of ourselves.
-pub fn this_program<I, S>(args: I) -> Result<Command, HelperError>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let exe = std::env::current_exe().map_err(HelperError::NoPath)?;
-    let mut cmd = Command::new(exe);
-    cmd.args(args);
-    Ok(cmd)
+/// How to start a copy of this program that plays a role: its path, and the words that lead
+/// to the role (`chapter 10` in `cluster-walkthrough chapter 10 lab ...`; none in
+/// `ch10-against-node lab ...`, nor for the tour's own `cluster-walkthrough chapter 10`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThisProgram {
+    prefix: Vec<OsString>,
+}
+
+impl ThisProgram {
+    /// This program, where every role's words come after `prefix`.
+    pub fn new<I, S>(prefix: I) -> ThisProgram
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        ThisProgram {
+            prefix: prefix.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// `std::env::current_exe()` with the prefix and `args` (a hidden subcommand and its
+    /// arguments, usually): ready for [`spawn`].
+    pub fn command<I, S>(&self, args: I) -> Result<Command, HelperError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let exe = std::env::current_exe().map_err(HelperError::NoPath)?;
+        let mut cmd = Command::new(exe);
+        cmd.args(&self.prefix).args(args);
+        Ok(cmd)
+    }
 }
 
 /// Make the process `cmd` starts receive `SIGKILL` when the thread calling this ends, and

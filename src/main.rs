@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use cluster_walkthrough::chapter::{self, Chapter, Ctx};
-use cluster_walkthrough::helper::{self, Capture};
+use cluster_walkthrough::bench::servers::{self, ServerSpec};
+use cluster_walkthrough::chapter::{self, Chapter, Ctx, HelperRole};
+use cluster_walkthrough::helper::{self, Capture, ThisProgram};
 use cluster_walkthrough::{book, lab, trace};
 
 /// The longest one chapter of the tour may take (the slowest takes a few seconds).
@@ -86,6 +87,9 @@ enum Cmd {
         /// Port for the chapter's servers on 127.0.0.1 (default: a free one)
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// A helper role of the chapter (hidden: the chapter starts it itself)
+        #[command(subcommand)]
+        role: Option<HelperRole>,
     },
     /// A primary with N workers and every knob Node has
     Lab(lab::LabArgs),
@@ -97,6 +101,9 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A server under test of `bench` (hidden: `bench` starts it itself)
+    #[command(hide = true)]
+    BenchServer(ServerSpec),
 }
 
 fn main() -> ExitCode {
@@ -104,19 +111,18 @@ fn main() -> ExitCode {
     if let Some(code) = lab::worker_entry() {
         return code;
     }
-    // A re-executed copy of this program in a helper role (chapter 1's second process).
-    if std::env::var_os(chapter::ROLE_ENV).is_some() {
-        return run_role();
-    }
     let cli = Cli::parse();
-    if !matches!(cli.command, Some(Cmd::Lab(_) | Cmd::Bench(_))) {
+    if !matches!(
+        cli.command,
+        Some(Cmd::Lab(_) | Cmd::Bench(_) | Cmd::BenchServer(_))
+    ) {
         trace::init(trace::Format::Text, true, false);
     }
     match cli.command.unwrap_or(Cmd::Tour { port: 0 }) {
         Cmd::Tour { port } => tour(port),
         Cmd::List => list(),
-        Cmd::Chapter { which, port } => match find(&which) {
-            Some(ch) => chapter::run_framed(ch, &Ctx { port }),
+        Cmd::Chapter { which, port, role } => match find(&which) {
+            Some(ch) => run_chapter(ch, port, role),
             None => {
                 eprintln!(
                     "error: no chapter {which:?}; `cluster-walkthrough list` shows the chapters"
@@ -127,23 +133,18 @@ fn main() -> ExitCode {
         Cmd::Book { out } => build_book(out),
         Cmd::Lab(args) => lab::main(&args),
         Cmd::Bench(args) => cluster_walkthrough::bench::main(&args),
+        Cmd::BenchServer(spec) => servers::serve_role(&spec),
     }
 }
 
-/// The helper role comes with the chapter it belongs to: `chapter N` is in our arguments.
-fn run_role() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let which = args
-        .iter()
-        .position(|a| a == "chapter")
-        .and_then(|i| args.get(i + 1));
-    match which.and_then(|w| find(w)) {
-        Some(ch) => chapter::main(ch),
-        None => {
-            eprintln!("error: a helper role was requested outside a chapter");
-            ExitCode::from(2)
-        }
+/// One chapter, or one of its helper roles. Its helpers are `cluster-walkthrough chapter N
+/// <role>`: this program, with the words that lead back to the chapter.
+fn run_chapter(ch: &Chapter, port: u16, role: Option<HelperRole>) -> ExitCode {
+    if let Some(role) = role {
+        return chapter::run_role(ch, role);
     }
+    let program = ThisProgram::new(["chapter".to_string(), ch.number.to_string()]);
+    chapter::run_framed(ch, &Ctx { port, program })
 }
 
 fn find(which: &str) -> Option<&'static Chapter> {
@@ -172,7 +173,8 @@ fn tour(port: u16) -> ExitCode {
     // them to go and say so in one line.
     cluster_walkthrough::sys::install_interrupt_handler();
     // A port of the user's that is taken fails here, once, not in every chapter.
-    if let Err(e) = (Ctx { port }).pick_port() {
+    let program = ThisProgram::default();
+    if let Err(e) = (Ctx { port, program }).pick_port() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
@@ -180,7 +182,8 @@ fn tour(port: u16) -> ExitCode {
     for ch in chapters() {
         let number = ch.number.to_string();
         let port = port.to_string();
-        let status = helper::this_program(["chapter", &number, "--port", &port])
+        let status = ThisProgram::default()
+            .command(["chapter", &number, "--port", &port])
             .and_then(|mut cmd| helper::run(&mut cmd, Capture::Nothing, CHAPTER_LIMIT));
         if cluster_walkthrough::sys::interrupted() {
             eprintln!("tour interrupted");

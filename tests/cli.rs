@@ -122,3 +122,21 @@ fn bad_lab_input_is_one_line() {
         assert!(r.stderr.contains(what), "{args:?}: {}", r.stderr);
     }
 }
+
+#[test]
+fn helper_roles_are_hidden_subcommands_checked_by_clap() {
+    let r = run(&["chapter", "3", "second-process", "--port", "8000"]);
+    one_line_error(&r, "another chapter's role");
+    assert!(
+        r.stderr
+            .contains("ch03-fork has no helper role second-process"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["chapter", "1", "second-process", "--port", "0"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("0 is not in 1..=65535"), "{}", r.stderr);
+    let r = run(&["chapter", "11", "bench-server", "--strategy", "node-rr"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}

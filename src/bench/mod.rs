@@ -20,7 +20,9 @@ pub mod report;
 pub mod servers;
 pub mod stats;
 
-use servers::{Launcher, RunningServer, Strategy};
+use servers::{RunningServer, Strategy};
+
+use crate::helper::ThisProgram;
 
 /// `cluster-walkthrough bench` options.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -53,9 +55,6 @@ pub struct BenchArgs {
     /// Also write the table to this file
     #[arg(long, value_name = "PATH")]
     pub table: Option<PathBuf>,
-    /// (internal) Serve as a benchmark helper: STRATEGY:WORKERS:PORT:SECONDS
-    #[arg(long, hide = true, value_name = "SPEC")]
-    pub role: Option<String>,
 }
 
 /// Why the benchmark could not run.
@@ -184,10 +183,11 @@ pub struct RunResult {
 }
 
 // ANCHOR: rounds
-/// Run the plan: for each worker count, `rounds` rounds of every strategy in turn.
+/// Run the plan: for each worker count, `rounds` rounds of every strategy in turn. Our
+/// servers are `program` in the role `bench-server`.
 pub fn run(
     plan: &Plan,
-    launcher: Launcher,
+    program: &ThisProgram,
     progress: &ProgressBar,
 ) -> Result<Vec<RunResult>, BenchError> {
     let mut results = Vec::new();
@@ -199,7 +199,7 @@ pub fn run(
                     plan.rounds,
                     strategy.label()
                 ));
-                results.push(run_one(plan, launcher, strategy, workers, round)?);
+                results.push(run_one(plan, program, strategy, workers, round)?);
                 progress.inc(1);
             }
         }
@@ -215,13 +215,13 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
 /// Start, warm up, measure, stop: one strategy with `workers` workers.
 fn run_one(
     plan: &Plan,
-    launcher: Launcher,
+    program: &ThisProgram,
     strategy: Strategy,
     workers: u32,
     round: u32,
 ) -> Result<RunResult, BenchError> {
     let lifetime = plan.duration + WARM_UP_LIMIT + Duration::from_secs(30);
-    let server = RunningServer::start(strategy, workers, plan.port, launcher, lifetime)?;
+    let server = RunningServer::start(strategy, workers, plan.port, program, lifetime)?;
     let mut load = load::Load {
         addr: server.addr,
         clients: plan.clients,
@@ -307,9 +307,6 @@ fn progress_bar(total: u64) -> ProgressBar {
 
 /// The whole command.
 pub fn main(args: &BenchArgs) -> ExitCode {
-    if let Some(spec) = &args.role {
-        return servers::serve_role(spec);
-    }
     crate::sys::install_interrupt_handler();
     let plan = match Plan::from_args(args) {
         Ok(plan) => plan,
@@ -325,7 +322,7 @@ pub fn main(args: &BenchArgs) -> ExitCode {
     }
     let bar = progress_bar(plan.runs());
     let started = std::time::SystemTime::now();
-    let results = run(&plan, Launcher::Subcommand, &bar);
+    let results = run(&plan, &ThisProgram::default(), &bar);
     bar.finish_and_clear();
     let results = match results {
         Ok(r) => r,

@@ -1,7 +1,8 @@
 //! The servers under test: one per strategy, each a separate process (tree) that the
 //! benchmark starts, measures and stops.
 //!
-//! Ours are this very program in a helper role (`--role rr:2:PORT:SECS`): the lab's primary
+//! Ours are this very program in a helper role (`bench-server --strategy rr --workers 2
+//! --port P --lifetime S`, a hidden subcommand; see [`ServerSpec`]): the lab's primary
 //! and workers with tracing off, or one of chapter 9's models in serving mode. They run in a
 //! process of their own for two reasons: the models fork without exec, which is only safe in
 //! a process with one thread (the benchmark has many); and the primary's CPU time must be
@@ -13,7 +14,6 @@
 //! (`PR_SET_PDEATHSIG`, see [`crate::helper`]), and each also ends by itself after a lifetime
 //! it is given.
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use super::BenchError;
 use super::stats;
-use crate::chapter::{LOOPBACK, ROLE_ENV};
-use crate::helper::{self, Capture, Running};
+use crate::chapter::LOOPBACK;
+use crate::helper::{self, Capture, Running, ThisProgram};
 use crate::lab::{self, LabArgs, PolicyArg};
 use crate::os_models::serve::{self, Until};
 use crate::sys;
@@ -107,46 +107,47 @@ impl Strategy {
     }
 }
 
-/// How to start this program in a helper role, which depends on which program we are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Launcher {
-    /// `cluster-walkthrough bench`: run `cluster-walkthrough bench --role SPEC`.
-    Subcommand,
-    /// A chapter program: run it again with the same arguments and
-    /// `CLUSTER_WALKTHROUGH_ROLE=bench:SPEC` (see [`chapter_role`]).
-    ChapterRole,
-}
-
-/// What a helper is to do: `rr:2:41234:40` is our round robin, 2 workers, port 41234, for at
-/// most 40 seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Role {
+/// What a helper server is to do, as the hidden subcommand `bench-server` takes it:
+/// `bench-server --strategy rr --workers 2 --port 41234 --lifetime 40` is our round robin,
+/// 2 workers, port 41234, for at most 40 seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct ServerSpec {
+    /// One of ours: rr, none, prefork, reuseport, fork (Node's run as `node`, not as helpers)
+    #[arg(long, value_parser = our_strategy)]
     pub strategy: Strategy,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: u32,
+    /// The port to serve (ours are told one; only Node's script picks its own)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
-    pub lifetime_secs: u64,
+    /// Seconds after which it stops by itself, should nobody stop it
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lifetime: u64,
 }
 
-impl Role {
-    pub fn to_spec(self) -> String {
-        format!(
-            "{}:{}:{}:{}",
+impl ServerSpec {
+    /// The subcommand and its arguments, for [`ThisProgram::command`].
+    pub fn to_args(self) -> Vec<String> {
+        let words = [
+            "bench-server",
+            "--strategy",
             self.strategy.name(),
-            self.workers,
-            self.port,
-            self.lifetime_secs
-        )
+            "--workers",
+            &self.workers.to_string(),
+            "--port",
+            &self.port.to_string(),
+            "--lifetime",
+            &self.lifetime.to_string(),
+        ];
+        words.map(String::from).to_vec()
     }
+}
 
-    pub fn parse(spec: &str) -> Option<Role> {
-        let mut parts = spec.split(':');
-        let role = Role {
-            strategy: Strategy::from_name(parts.next()?)?,
-            workers: parts.next()?.parse().ok()?,
-            port: parts.next()?.parse().ok()?,
-            lifetime_secs: parts.next()?.parse().ok()?,
-        };
-        (parts.next().is_none() && !role.strategy.is_node()).then_some(role)
+/// `--strategy` of `bench-server`: a strategy of ours.
+fn our_strategy(name: &str) -> Result<Strategy, String> {
+    match Strategy::from_name(name) {
+        Some(s) if !s.is_node() => Ok(s),
+        _ => Err("choose rr, none, prefork, reuseport or fork".to_string()),
     }
 }
 
@@ -156,23 +157,25 @@ const READY: &str = "ready";
 // ANCHOR: serve_role
 /// The helper's whole life: serve as `spec` says, silently, until `SIGTERM` (or its
 /// lifetime is up), then stop every worker or child it started.
-pub fn serve_role(spec: &str) -> ExitCode {
-    let Some(role) = Role::parse(spec) else {
-        eprintln!("error: bad bench role {spec:?}");
-        return ExitCode::from(2);
-    };
+pub fn serve_role(spec: &ServerSpec) -> ExitCode {
     trace::init(trace::Format::Off, false, false);
     sys::install_interrupt_handler();
-    let addr = SocketAddr::new(LOOPBACK, role.port);
-    let until = Until::lifetime(Duration::from_secs(role.lifetime_secs));
-    let workers = role.workers as usize;
+    let addr = SocketAddr::new(LOOPBACK, spec.port);
+    let until = Until::lifetime(Duration::from_secs(spec.lifetime));
+    let workers = spec.workers as usize;
     let ready = || println!("{READY}");
-    let result = match role.strategy {
-        Strategy::Rr | Strategy::None => return lab_role(role),
+    let result = match spec.strategy {
+        Strategy::Rr | Strategy::None => return lab_role(spec),
         Strategy::Prefork => serve::prefork(addr, workers, until, ready),
         Strategy::Reuseport => serve::reuseport(addr, workers, until, ready),
         Strategy::Fork => serve::fork_per_connection(addr, until, ready),
-        Strategy::NodeRr | Strategy::NodeNone => unreachable!("Role::parse refuses them"),
+        Strategy::NodeRr | Strategy::NodeNone => {
+            eprintln!(
+                "error: {} is Node's, not a helper of ours",
+                spec.strategy.name()
+            );
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -186,15 +189,15 @@ pub fn serve_role(spec: &str) -> ExitCode {
 /// Our cluster: the lab, as `cluster-walkthrough lab --serve` runs it, with tracing off. The
 /// lab has no "ready" line of its own; the benchmark's warm-up waits until every worker has
 /// answered instead.
-fn lab_role(role: Role) -> ExitCode {
+fn lab_role(spec: &ServerSpec) -> ExitCode {
     let args = LabArgs {
-        workers: role.workers,
-        policy: Some(match role.strategy {
+        workers: spec.workers,
+        policy: Some(match spec.strategy {
             Strategy::Rr => PolicyArg::Rr,
             _ => PolicyArg::None,
         }),
-        port: role.port,
-        serve: Some(role.lifetime_secs),
+        port: spec.port,
+        serve: Some(spec.lifetime),
         no_syscalls: true,
         ..LabArgs::default()
     };
@@ -207,11 +210,6 @@ fn lab_role(role: Role) -> ExitCode {
     }
 }
 // ANCHOR_END: serve_role
-
-/// For a chapter program's `role`: `bench:SPEC` is a benchmark helper.
-pub fn chapter_role(role: &str) -> Option<ExitCode> {
-    role.strip_prefix("bench:").map(serve_role)
-}
 
 /// The Node script: a primary and `W` workers serving the same answer as ours.
 pub fn node_script() -> PathBuf {
@@ -245,7 +243,7 @@ impl RunningServer {
         strategy: Strategy,
         workers: u32,
         port: u16,
-        launcher: Launcher,
+        program: &ThisProgram,
         lifetime: Duration,
     ) -> Result<RunningServer, BenchError> {
         let start_error = |why: String| BenchError::Start {
@@ -265,13 +263,15 @@ impl RunningServer {
                 node_command(strategy, workers, port, lifetime_secs)
             }
             _ => {
-                let role = Role {
+                let spec = ServerSpec {
                     strategy,
                     workers,
                     port,
-                    lifetime_secs,
+                    lifetime: lifetime_secs,
                 };
-                helper_command(launcher, &role.to_spec())?
+                program
+                    .command(spec.to_args())
+                    .map_err(|e| start_error(e.to_string()))?
             }
         };
         let helper =
@@ -368,20 +368,4 @@ fn node_command(strategy: Strategy, workers: u32, port: u16, lifetime_secs: u64)
         lifetime_secs.to_string(),
     ]);
     cmd
-}
-
-/// This program in the helper role `spec`.
-fn helper_command(launcher: Launcher, spec: &str) -> Result<Command, BenchError> {
-    let args: Vec<OsString> = match launcher {
-        Launcher::Subcommand => ["bench", "--role", spec].map(OsString::from).to_vec(),
-        Launcher::ChapterRole => std::env::args_os().skip(1).collect(),
-    };
-    let mut cmd = helper::this_program(args).map_err(|e| BenchError::Start {
-        strategy: "helper",
-        why: e.to_string(),
-    })?;
-    if launcher == Launcher::ChapterRole {
-        cmd.env(ROLE_ENV, format!("bench:{spec}"));
-    }
-    Ok(cmd)
 }
