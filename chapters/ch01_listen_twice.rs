@@ -133,7 +133,7 @@ fn raw_socket(reuseaddr: bool, reuseport: bool) -> Result<OwnedFd, ChapterError>
     Ok(fd)
 }
 
-fn errno(e: nix::errno::Errno) -> ChapterError {
+fn errno(e: sys::Errno) -> ChapterError {
     ChapterError::Failed(format!("unexpected error from the kernel: {e}"))
 }
 

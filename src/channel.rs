@@ -32,7 +32,7 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Value, json};
 
 use crate::framing::{Decoder, Frame};

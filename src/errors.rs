@@ -12,7 +12,7 @@
 //! Both carry `code`, `errno` (negative, as libuv reports it), `syscall`, `address`, `port`,
 //! exactly the properties Node puts on the error object.
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Value, json};
 
 /// Which of Node's two error constructors made the error.

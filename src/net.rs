@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::BorrowedFd;
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Map, Value, json};
 
 use crate::cluster;

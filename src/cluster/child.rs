@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Map, Value, json};
 
 use super::NODE_UNIQUE_ID;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Map, Value, json};
 
 use super::round_robin_handle::{Handoff, RoundRobinHandle};

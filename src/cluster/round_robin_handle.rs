@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 
 use crate::net::Server;
 

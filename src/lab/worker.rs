@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Value, json};
 
 use super::WORKER_ENV;

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
+use crate::sys::Signal;
 
 use super::children::{Children, Turn};
 use super::echo::Client;

@@ -21,10 +21,14 @@ pub use poll::*;
 pub use process::*;
 pub use socket::*;
 
+/// The error every call here returns: the kernel's `errno`, by name (`Errno::EADDRINUSE`).
+/// Re-exported so that no module above this one names `nix` (see `tests/kernel_calls.rs`).
+pub use nix::errno::Errno;
+/// A signal by name (`Signal::SIGKILL`), for [`kill`] and for reading how a child ended.
+pub use nix::sys::signal::Signal;
+
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-
-use nix::errno::Errno;
 
 use crate::trace;
 
