@@ -39,7 +39,7 @@ pub struct Epoll {
 
 impl Epoll {
     /// `epoll_create1(EPOLL_CLOEXEC)`, as libuv's `uv__platform_loop_init`, moved to an fd
-    /// number of [`QUIET_FDS`] or more (see there).
+    /// number of 100 or more (see `QUIET_FDS`: the chapters follow the low numbers).
     pub fn new() -> Result<Self, Errno> {
         let mut epoll = Self::with_room(EVENTS)?;
         if let Ok(high) = move_up(&epoll.epoll.0) {
