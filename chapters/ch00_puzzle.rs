@@ -39,7 +39,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
             ListenStep::Failed(e) if i == 1 => {
                 return Err(ChapterError::Failed(format!("cannot listen at all: {e}")));
             }
-            ListenStep::Failed(e) => trace::error(&e),
+            ListenStep::Failed(e) => e.trace(),
             ListenStep::AskPrimary(_) => unreachable!("not a cluster worker"),
         }
         servers.push(server);

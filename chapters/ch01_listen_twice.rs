@@ -53,7 +53,7 @@ fn one_process_four_servers(port: u16) -> Result<(), ChapterError> {
             ListenStep::Failed(err) if i == 1 => {
                 return Err(first_server_failed(port, &err.to_string()));
             }
-            ListenStep::Failed(err) => trace::error(&err),
+            ListenStep::Failed(err) => err.trace(),
             ListenStep::AskPrimary(_) => unreachable!("not a cluster worker"),
         }
         servers.push(server);
@@ -111,7 +111,7 @@ fn process_b(port: u16) -> ExitCode {
             ExitCode::SUCCESS
         }
         ListenStep::Failed(err) => {
-            trace::error(&err);
+            err.trace();
             ExitCode::FAILURE
         }
         ListenStep::AskPrimary(_) => ExitCode::FAILURE,
@@ -139,7 +139,7 @@ fn raw_socket(reuseaddr: bool, reuseport: bool) -> Result<OwnedFd, ChapterError>
     Ok(fd)
 }
 
-fn errno(e: nix::errno::Errno) -> ChapterError {
+fn errno(e: sys::Errno) -> ChapterError {
     ChapterError::Failed(format!("unexpected error from the kernel: {e}"))
 }
 

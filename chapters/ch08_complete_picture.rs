@@ -212,7 +212,7 @@ fn no_cluster(port: u16) -> Vec<Value> {
             net::trace_listen_call(&server, &opts);
             match server.listen(&opts) {
                 ListenStep::Listening(addr) => trace::ok(&format!("listening on {addr}")),
-                ListenStep::Failed(err) => trace::error(&err),
+                ListenStep::Failed(err) => err.trace(),
                 ListenStep::AskPrimary(_) => {}
             }
             servers.push(server);

@@ -33,7 +33,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::Value;
 
 use crate::framing::{Control, Decoder, Frame};

@@ -12,7 +12,7 @@
 //! Both carry `code`, `errno` (negative, as libuv reports it), `syscall`, `address`, `port`,
 //! exactly the properties Node puts on the error object.
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Value, json};
 
 /// Which of Node's two error constructors made the error.
@@ -37,6 +37,17 @@ pub struct NetError {
 }
 
 impl NetError {
+    /// Print it as Node would show it, with the properties Node attaches to it.
+    pub fn trace(&self) {
+        let text = format!(
+            "{self} (code {}, syscall {}, errno {})",
+            self.code(),
+            self.syscall(),
+            self.errno()
+        );
+        crate::trace::error(&text, self.to_json());
+    }
+
     /// `UVExceptionWithHostPort(err, syscall, address, port)`.
     pub fn uv(syscall: &'static str, errno: Errno, address: Option<&str>, port: u16) -> Self {
         Self::new(Shape::Uv, syscall, errno, address, port)

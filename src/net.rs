@@ -15,7 +15,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::BorrowedFd;
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 
 use crate::cluster;
 pub use crate::cluster::message::{AddressType, ServerQuery};

@@ -838,7 +838,7 @@ fn kill_traced_tree(out: &Path) -> Vec<u32> {
     pids.retain(|p| *p > 1);
     pids.sort_by_key(|p| *p != procs.root);
     for pid in &pids {
-        sys::kill(*pid, nix::sys::signal::Signal::SIGKILL);
+        sys::kill(*pid, sys::Signal::SIGKILL);
     }
     pids
 }

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 
 use crate::sys::{self, Transport};
 use crate::trace;

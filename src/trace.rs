@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use anstyle::{AnsiColor, Style};
 use serde_json::{Value, json};
 
-use crate::errors::NetError;
-
 /// How events are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -433,15 +431,9 @@ pub fn ok(text: &str) {
     emit(Kind::Ok, text, None);
 }
 
-/// An error as Node would show it, with the properties Node attaches to it.
-pub fn error(err: &NetError) {
-    let text = format!(
-        "{err} (code {}, syscall {}, errno {})",
-        err.code(),
-        err.syscall(),
-        err.errno()
-    );
-    emit(Kind::Error, &text, Some(err.to_json()));
+/// An error as Node would show it (see `NetError::trace`), with its properties as JSON.
+pub fn error(text: &str, properties: Value) {
+    emit(Kind::Error, text, Some(properties));
 }
 
 /// A failure that is not one of Node's errors (a worker that died, a bad message).

@@ -126,3 +126,19 @@ fn the_only_cycle_between_modules_is_nodes_own() {
         "edges on a cycle Node does not have: {cycles:?}"
     );
 }
+
+#[test]
+fn no_lower_layer_uses_the_chapter_framework() {
+    let g = graph();
+    let offenders: Vec<String> = g
+        .iter()
+        .filter(|(from, tos)| {
+            !from.starts_with("chapter") && tos.iter().any(|t| t.starts_with("chapter"))
+        })
+        .map(|(from, _)| from.clone())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "modules below chapter that use it: {offenders:?}"
+    );
+}

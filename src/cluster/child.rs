@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 

@@ -229,7 +229,7 @@ impl Primary {
     pub(super) fn drop_worker(&mut self, id: u32, what: &str) {
         self.problem(id, format!("worker {id} {what}; dropping it"));
         if let Some(w) = self.workers.get(&id) {
-            sys::kill(w.pid, nix::sys::signal::Signal::SIGKILL);
+            sys::kill(w.pid, sys::Signal::SIGKILL);
         }
         self.on_disconnect(id);
     }

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 
 use super::message::ServerQuery;
 

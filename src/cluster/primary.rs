@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 

@@ -17,7 +17,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 
 use super::message::Act;
 use super::utils;

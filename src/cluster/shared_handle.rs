@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 
 use crate::channel::HandleType;
 use crate::net;

@@ -77,7 +77,7 @@ impl Primary {
     }
 
     /// Send a signal to a worker (`worker.process.kill(signal)`).
-    pub fn kill(&mut self, id: u32, signal: nix::sys::signal::Signal) {
+    pub fn kill(&mut self, id: u32, signal: sys::Signal) {
         if let Some(w) = self.workers.get(&id) {
             trace::step(&format!("kill worker {id} (pid {}) with {signal:?}", w.pid));
             sys::kill(w.pid, signal);

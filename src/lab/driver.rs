@@ -210,7 +210,7 @@ impl Lab {
 
     pub(super) fn kill(&mut self, id: u32) {
         trace::set_label("primary");
-        self.primary.kill(id, nix::sys::signal::Signal::SIGKILL);
+        self.primary.kill(id, sys::Signal::SIGKILL);
         self.pump_until(Duration::from_secs(5), |o, _| {
             o.records
                 .get(&id)

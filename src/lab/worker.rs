@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 use serde_json::{Value, json};
 
 use super::WORKER_ENV;
@@ -242,7 +242,7 @@ impl LabWorker {
 
     /// An `'error'` the program handles: print it and tell the primary; the worker stays.
     fn report(&mut self, e: &NetError) {
-        trace::error(e);
+        e.trace();
         if let Some(rt) = self.rt.as_mut() {
             rt.send_user(json!({"lab": "error", "error": e.to_json()}));
         }
@@ -250,7 +250,7 @@ impl LabWorker {
 
     /// An unhandled `'error'` event: print it, tell the primary, exit with 1.
     fn fail(&mut self, e: &NetError) -> ExitCode {
-        trace::error(e);
+        e.trace();
         if let Some(rt) = self.rt.as_mut() {
             rt.send_user(json!({"lab": "error", "error": e.to_json()}));
             let deadline = Instant::now() + Duration::from_secs(1);

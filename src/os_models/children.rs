@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use crate::sys::Signal;
 
 use super::{ModelError, WAIT_LIMIT};
 use crate::sys::{self, ChildExit, Forked};

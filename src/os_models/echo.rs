@@ -69,7 +69,7 @@ pub fn serve(conn: &OwnedFd, n: usize) -> Ended {
                 return Ended::Eof;
             }
             Ok(len) => pending.extend_from_slice(&buf[..len]),
-            Err(nix::errno::Errno::EAGAIN) => continue,
+            Err(sys::Errno::EAGAIN) => continue,
             Err(e) => {
                 let args = format!("{}, ...", fd.as_raw_fd());
                 sys::trace_call(&trace::Syscall::new("read", &args), Err(e));
@@ -81,14 +81,14 @@ pub fn serve(conn: &OwnedFd, n: usize) -> Ended {
 // ANCHOR_END: serve
 
 /// Send all of `bytes` on a non-blocking socket, waiting (bounded) while it is full.
-fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), nix::errno::Errno> {
+fn send_all(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Result<(), sys::Errno> {
     while !bytes.is_empty() {
         match sys::send(fd, bytes) {
             Ok(sent) => bytes = &bytes[sent..],
-            Err(nix::errno::Errno::EAGAIN) => {
+            Err(sys::Errno::EAGAIN) => {
                 let ready = sys::wait_one(fd, true, WAIT_LIMIT)?;
                 if !ready.writable {
-                    return Err(nix::errno::Errno::ETIMEDOUT);
+                    return Err(sys::Errno::ETIMEDOUT);
                 }
             }
             Err(e) => return Err(e),

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
+use crate::sys::Errno;
 
 use crate::sys::{self, Transport};
 use crate::trace;

@@ -21,12 +21,12 @@ use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use nix::sys::signal::Signal;
+use crate::sys::Signal;
 
 use super::children::{Children, Turn};
 use super::echo::Client;
 use super::{ModelError, Split, WAIT_LIMIT, accept_loop, listen_socket, sequential_clients};
-use crate::chapter::LOOPBACK;
+use crate::loopback::LOOPBACK;
 use crate::sys;
 use crate::trace;
 

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::signal::Signal;
+use crate::sys::Errno;
+use crate::sys::Signal;
 
 use super::ModelError;
 use super::children::Children;

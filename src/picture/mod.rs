@@ -8,8 +8,8 @@
 //! Node file: they summarise what [`crate::cluster`] and [`crate::net`] did, using Node's
 //! names (`act`, `cmd`) for what went over the channel.
 //!
-//! * [`sequence`](self::sequence): the diagram, from [`WireRecord`]s;
-//! * [`branches`](self::branches): the table, from `--json` events;
+//! * `sequence.rs`: the diagram, from [`WireRecord`]s;
+//! * `branches.rs`: the table, from `--json` events;
 //! * here: what both need, naming a message ([`summarize`]), taking the ports out of it
 //!   ([`redact_ports`]), and filling lines of text.
 //!

@@ -5,9 +5,9 @@
 //! mirror. Every other module asks here for a socket, a bind, a `sendmsg` with `SCM_RIGHTS`,
 //! a wait, and so on, which keeps all `unsafe` and all errno handling in one place:
 //!
-//! * [`socket`](self::socket): sockets, the channel's fd passing, reads and writes;
-//! * [`process`](self::process): what a worker does before `exec`, signals, reaping;
-//! * [`poll`](self::poll): waiting until an fd is ready.
+//! * `socket.rs`: sockets, the channel's fd passing, reads and writes;
+//! * `process.rs`: what a worker does before `exec`, signals, reaping;
+//! * `poll.rs`: waiting until an fd is ready.
 //!
 //! The functions that a chapter wants to show (socket, setsockopt, bind, listen, accept4,
 //! getsockname) print themselves as a syscall line through [`crate::trace`], in the form
@@ -21,10 +21,14 @@ pub use poll::*;
 pub use process::*;
 pub use socket::*;
 
+/// The error every call here returns: the kernel's `errno`, by name (`Errno::EADDRINUSE`).
+/// Re-exported so that no module above this one names `nix` (see `tests/kernel_calls.rs`).
+pub use nix::errno::Errno;
+/// A signal by name (`Signal::SIGKILL`), for [`kill`] and for reading how a child ended.
+pub use nix::sys::signal::Signal;
+
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-
-use nix::errno::Errno;
 
 use crate::trace;
 
@@ -32,7 +36,7 @@ use crate::trace;
 /// `read`, `write`, `accept4`, `sendmsg` and `recvmsg` in `do … while (r == -1 && errno ==
 /// EINTR)`. Only for calls that are safe to repeat: not `close` (on Linux the fd is gone
 /// even when it says `EINTR`), not a blocking `connect`, and not a wait whose caller must
-/// see the interrupt to notice Ctrl-C (see [`PollSet::wait`]).
+/// see the interrupt to notice Ctrl-C (see [`Epoll::wait`]).
 fn retry<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
     loop {
         match call() {

@@ -39,7 +39,7 @@ pub struct Epoll {
 
 impl Epoll {
     /// `epoll_create1(EPOLL_CLOEXEC)`, as libuv's `uv__platform_loop_init`, moved to an fd
-    /// number of [`QUIET_FDS`] or more (see there).
+    /// number of 100 or more (see `QUIET_FDS`: the chapters follow the low numbers).
     pub fn new() -> Result<Self, Errno> {
         let mut epoll = Self::with_room(EVENTS)?;
         if let Ok(high) = move_up(&epoll.epoll.0) {
@@ -160,82 +160,6 @@ pub fn wait_one(fd: BorrowedFd<'_>, writable: bool, timeout: Duration) -> Result
     let mut out = Vec::with_capacity(1);
     epoll.wait(timeout, &mut out)?;
     Ok(out.first().copied().unwrap_or_default())
-}
-
-/// What [`PollSet::wait`] said about one fd.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PollReady {
-    pub readable: bool,
-    pub writable: bool,
-}
-
-// Only the primary's loop still uses this; it moves to Epoll.
-/// A `poll(2)` set that is filled again before every wait and keeps its memory, so an event
-/// loop that turns once per connection allocates nothing to wait. (The fds are plain
-/// numbers: the caller keeps each one open from [`PollSet::push`] until the next
-/// [`PollSet::clear`].)
-#[derive(Debug, Default)]
-pub struct PollSet {
-    fds: Vec<libc::pollfd>,
-}
-
-impl PollSet {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Forget the previous set (its memory stays).
-    pub fn clear(&mut self) {
-        self.fds.clear();
-    }
-
-    /// Watch `fd` for reading, and for writing too if `want_write`.
-    pub fn push(&mut self, fd: RawFd, want_write: bool) {
-        let mut events = libc::POLLIN;
-        if want_write {
-            events |= libc::POLLOUT;
-        }
-        self.fds.push(libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        });
-    }
-
-    /// How many fds are in the set.
-    pub fn len(&self) -> usize {
-        self.fds.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fds.is_empty()
-    }
-
-    /// Wait (at most `timeout`) until one of them is ready. `EINTR` counts as "nothing ready",
-    /// and deliberately is not retried: the caller's loop must see the flag
-    /// that Ctrl-C set.
-    pub fn wait(&mut self, timeout: Duration) -> Result<(), Errno> {
-        for p in &mut self.fds {
-            p.revents = 0;
-        }
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: the pointer and length describe our own Vec of pollfd, which poll only
-        // reads and writes in place; the fds are integers, checked by the kernel.
-        let n = unsafe { libc::poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, ms) };
-        match Errno::result(n) {
-            Ok(_) | Err(Errno::EINTR) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// What the last [`PollSet::wait`] said about entry `i` (nothing, for an `i` not there).
-    pub fn ready(&self, i: usize) -> PollReady {
-        let r = self.fds.get(i).map_or(0, |p| p.revents);
-        PollReady {
-            readable: r & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0,
-            writable: r & (libc::POLLOUT | libc::POLLERR) != 0,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ fn tie_to_parent(parent: u32) -> Result<(), Errno> {
 }
 
 /// `kill(2)`; a process that is already gone is not an error here.
-pub fn kill(pid: u32, signal: nix::sys::signal::Signal) {
+pub fn kill(pid: u32, signal: Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
 }
 
@@ -240,7 +240,7 @@ pub fn waitpid_limit(pid: u32, limit: Duration, traced: bool) -> Result<Option<C
 }
 
 /// `kill(2)`, printed as a syscall line.
-pub fn kill_traced(pid: u32, signal: nix::sys::signal::Signal) -> Result<(), Errno> {
+pub fn kill_traced(pid: u32, signal: Signal) -> Result<(), Errno> {
     let res = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
     let args = format!("{pid}, {signal:?}");
     trace_call(&trace::Syscall::new("kill", &args), zero(&res));
