@@ -23,6 +23,7 @@ pub mod framing;
 pub mod http;
 pub mod lab;
 pub mod net;
+pub mod node_source;
 pub mod os_models;
 pub mod picture;
 pub mod strace;

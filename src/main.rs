@@ -87,6 +87,8 @@ enum Cmd {
     Lab(lab::LabArgs),
     /// Measure what each strategy costs (build with --release)
     Bench(cluster_walkthrough::bench::BenchArgs),
+    /// Print a file of Node's lib/ as a given Node binary holds it, with line numbers
+    NodeSource(cluster_walkthrough::node_source::NodeSourceArgs),
     /// Build the HTML book and print the path of its index.html
     Book {
         /// Where to write the book (default: book/build)
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
         Cmd::Book { out } => build_book(out),
         Cmd::Lab(args) => lab::main(&args),
         Cmd::Bench(args) => cluster_walkthrough::bench::main(&args),
+        Cmd::NodeSource(args) => cluster_walkthrough::node_source::main(&args),
     }
 }
 
