@@ -1,5 +1,6 @@
-//! Every link holds: Node links are pinned to v20.20.2 with a line anchor, and every internal
-//! link and `#fragment` in the rendered book points at something that exists.
+//! Every link holds: Node links are pinned to a tag (v24.22.3; v20.20.2 where the book shows
+//! history) with a line anchor, and every internal link and `#fragment` in the rendered book
+//! points at something that exists.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -34,16 +35,29 @@ fn node_links(text: &str) -> Vec<String> {
     out
 }
 
+/// The tags the book's Node links may use: the current one, and v20.20.2 for history.
+const TAGS: [&str; 2] = ["v24.22.3", "v20.20.2"];
+
+/// `blob/<tag>/<file>#Lnnn` or `#Lnnn-Lmmm`, with one of [`TAGS`].
 fn pinned(link: &str) -> bool {
-    let Some(path) = link.strip_prefix("https://github.com/nodejs/node/blob/v20.20.2/") else {
+    let Some(rest) = link.strip_prefix("https://github.com/nodejs/node/blob/") else {
         return false;
     };
-    match path.split_once("#L") {
-        Some((file, line)) => {
-            !file.is_empty() && !line.is_empty() && line.chars().all(|c| c.is_ascii_digit())
+    let Some((tag, path)) = rest.split_once('/') else {
+        return false;
+    };
+    let number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    TAGS.contains(&tag)
+        && match path.split_once("#L") {
+            Some((file, lines)) => {
+                !file.is_empty()
+                    && match lines.split_once("-L") {
+                        Some((first, last)) => number(first) && number(last),
+                        None => number(lines),
+                    }
+            }
+            None => false,
         }
-        None => false,
-    }
 }
 
 #[test]
@@ -74,7 +88,8 @@ fn every_node_source_link_is_pinned_with_a_line() {
     );
     assert!(
         bad.is_empty(),
-        "links not of the form blob/v20.20.2/...#Lnnn:\n{}",
+        "links not of the form blob/{{{}}}/...#Lnnn:\n{}",
+        TAGS.join(","),
         bad.join("\n")
     );
 }
