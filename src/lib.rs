@@ -25,6 +25,7 @@ pub mod http;
 pub mod lab;
 pub mod loopback;
 pub mod net;
+pub mod node_source;
 pub mod os_models;
 pub mod picture;
 pub mod strace;

@@ -95,6 +95,8 @@ enum Cmd {
     Lab(lab::LabArgs),
     /// Measure what each strategy costs (build with --release)
     Bench(cluster_walkthrough::bench::BenchArgs),
+    /// Print a file of Node's lib/ as a given Node binary holds it, with line numbers
+    NodeSource(cluster_walkthrough::node_source::NodeSourceArgs),
     /// Build the HTML book and print the path of its index.html
     Book {
         /// Where to write the book (default: book/build)
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
         Cmd::Lab(args) => lab::main(&args),
         Cmd::Bench(args) => cluster_walkthrough::bench::main(&args),
         Cmd::BenchServer(spec) => servers::serve_role(&spec),
+        Cmd::NodeSource(args) => cluster_walkthrough::node_source::main(&args),
     }
 }
 
