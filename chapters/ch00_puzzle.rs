@@ -4,8 +4,9 @@
 
 use std::process::ExitCode;
 
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
 use cluster_walkthrough::lab::LabArgs;
+use cluster_walkthrough::loopback::LOOPBACK;
 use cluster_walkthrough::net::{ListenOptions, ListenStep, Server};
 use cluster_walkthrough::trace;
 

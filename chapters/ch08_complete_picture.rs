@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use cluster_walkthrough::channel::WireRecord;
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
 use cluster_walkthrough::lab::{self, LabArgs, PolicyArg};
+use cluster_walkthrough::loopback::LOOPBACK;
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
 use cluster_walkthrough::picture::{self, Row};
 use cluster_walkthrough::trace;

@@ -11,7 +11,7 @@
 //! second-process --port 8000` when the chapter runs inside the tour's program.
 
 use std::ffi::OsStr;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, TcpListener};
 use std::process::{Command, ExitCode, ExitStatus};
 use std::time::Duration;
 
@@ -20,10 +20,8 @@ use clap::Parser;
 use crate::bench::servers::ServerSpec;
 use crate::helper::{self, Capture, HelperError, ThisProgram};
 use crate::lab::LabArgs;
+use crate::loopback::{LOOPBACK, free_port};
 use crate::trace;
-
-/// Loopback: where every server in this project binds unless the user says otherwise.
-pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// A chapter: its number, names, frame text and the experiment itself.
 pub struct Chapter {
@@ -142,7 +140,7 @@ impl Ctx {
                 }),
             };
         }
-        free_port()
+        free_port().map_err(|e| ChapterError::io("find a free port", e))
     }
 
     /// This program again in a helper role (`role`: the hidden subcommand and its arguments),
@@ -178,17 +176,6 @@ impl Ctx {
         }
         Ok(done.stdout)
     }
-}
-
-/// A free ephemeral port on 127.0.0.1 (the kernel picks; we close it at once).
-pub fn free_port() -> Result<u16, ChapterError> {
-    let l =
-        TcpListener::bind((LOOPBACK, 0)).map_err(|e| ChapterError::io("find a free port", e))?;
-    let port = l
-        .local_addr()
-        .map_err(|e| ChapterError::io("find a free port", e))?
-        .port();
-    Ok(port)
 }
 
 /// The command line every chapter program takes.

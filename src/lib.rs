@@ -23,6 +23,7 @@ pub mod framing;
 pub mod helper;
 pub mod http;
 pub mod lab;
+pub mod loopback;
 pub mod net;
 pub mod os_models;
 pub mod picture;

@@ -35,7 +35,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::children::{Children, Turn};
 use super::echo::{self, Client, Ended};
 use super::{ModelError, accept_one, listen_socket};
-use crate::chapter::LOOPBACK;
+use crate::loopback::LOOPBACK;
 use crate::sys;
 use crate::trace;
 

@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use super::children::Children;
 use super::{ModelError, Split, accept_loop, listen_socket, sequential_clients};
-use crate::chapter::LOOPBACK;
+use crate::loopback::LOOPBACK;
 use crate::trace;
 
 // ANCHOR: prefork

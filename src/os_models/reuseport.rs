@@ -26,7 +26,7 @@ use nix::sys::signal::Signal;
 use super::children::{Children, Turn};
 use super::echo::Client;
 use super::{ModelError, Split, WAIT_LIMIT, accept_loop, listen_socket, sequential_clients};
-use crate::chapter::LOOPBACK;
+use crate::loopback::LOOPBACK;
 use crate::sys;
 use crate::trace;
 
