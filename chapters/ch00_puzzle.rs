@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
-    trace::set_syscalls(false);
+    let _quiet = trace::Scoped::syscalls(false);
     let port = ctx.pick_port()?;
     trace::heading("0a. Without cluster: four servers, one process");
     trace::set_label("process");
@@ -54,6 +54,5 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         ..LabArgs::default()
     };
     chapter::lab(&args)?;
-    trace::set_syscalls(true);
     Ok(())
 }

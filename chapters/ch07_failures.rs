@@ -59,8 +59,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         no_syscalls: true,
         ..LabArgs::default()
     };
-    trace::set_syscalls(false);
+    let _quiet = trace::Scoped::syscalls(false);
     chapter::lab(&kill)?;
-    trace::set_syscalls(true);
     Ok(())
 }

@@ -65,9 +65,9 @@ fn record_round_robin(ctx: &Ctx) -> Result<Vec<WireRecord>, ChapterError> {
         record_wire: true,
         ..LabArgs::default()
     };
-    trace::init(trace::Format::Off, false, false);
+    let quiet = trace::Scoped::format(trace::Format::Off, false, false);
     let outcome = lab::run(&args);
-    trace::init(trace::Format::Text, true, false);
+    drop(quiet);
     let outcome = outcome.map_err(|e| ChapterError::Failed(e.to_string()))?;
     if outcome.answered_by() != [Some(1), Some(2)] {
         return Err(ChapterError::Failed(format!(
