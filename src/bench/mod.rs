@@ -13,8 +13,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 pub mod load;
 pub mod report;
 pub mod servers;
@@ -165,6 +163,24 @@ fn pick_strategies(names: &[String], have_node: bool) -> Result<Vec<Strategy>, B
     Ok(out)
 }
 
+/// How far the benchmark has come, for whoever shows it: a progress bar on a terminal
+/// (`cluster-walkthrough bench`), or nobody (chapter 11). A callback, so that the library
+/// knows nothing of terminals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Run `done + 1` of `total` starts.
+    Starting {
+        done: u64,
+        total: u64,
+        workers: u32,
+        round: u32,
+        rounds: u32,
+        strategy: Strategy,
+    },
+    /// Every run is over, or one failed: nothing more will come.
+    Finished,
+}
+
 /// One measured run: one strategy, one worker count, one round.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -184,27 +200,38 @@ pub struct RunResult {
 
 // ANCHOR: rounds
 /// Run the plan: for each worker count, `rounds` rounds of every strategy in turn. Our
-/// servers are `program` in the role `bench-server`.
+/// servers are `program` in the role `bench-server`. `progress` hears of each run as it
+/// starts, and once that all are over (or that one failed).
 pub fn run(
     plan: &Plan,
     program: &ThisProgram,
-    progress: &ProgressBar,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<RunResult>, BenchError> {
     let mut results = Vec::new();
-    for &workers in &plan.workers {
-        for round in 1..=plan.rounds {
-            for &strategy in &plan.strategies {
-                progress.set_message(format!(
-                    "{workers} workers, round {round}/{}: {}",
-                    plan.rounds,
-                    strategy.label()
-                ));
-                results.push(run_one(plan, program, strategy, workers, round)?);
-                progress.inc(1);
+    let total = plan.runs();
+    let mut all = || {
+        for &workers in &plan.workers {
+            for round in 1..=plan.rounds {
+                for &strategy in &plan.strategies {
+                    let done = results.len() as u64;
+                    let rounds = plan.rounds;
+                    progress(Progress::Starting {
+                        done,
+                        total,
+                        workers,
+                        round,
+                        rounds,
+                        strategy,
+                    });
+                    results.push(run_one(plan, program, strategy, workers, round)?);
+                }
             }
         }
-    }
-    Ok(results)
+        Ok(())
+    };
+    let outcome = all();
+    progress(Progress::Finished);
+    outcome.map(|()| results)
 }
 // ANCHOR_END: rounds
 
@@ -293,20 +320,8 @@ fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), St
     }
 }
 
-/// The progress bar on stderr (hidden when stderr is not a terminal).
-fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg}",
-    )
-    .expect("a valid template");
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-/// The whole command.
-pub fn main(args: &BenchArgs) -> ExitCode {
+/// The whole command; `progress` as for [`run`].
+pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     crate::sys::install_interrupt_handler();
     let plan = match Plan::from_args(args) {
         Ok(plan) => plan,
@@ -320,10 +335,8 @@ pub fn main(args: &BenchArgs) -> ExitCode {
             "note: this is a debug build, which measures the debug build; use `cargo run --release -- bench`"
         );
     }
-    let bar = progress_bar(plan.runs());
     let started = std::time::SystemTime::now();
-    let results = run(&plan, &ThisProgram::default(), &bar);
-    bar.finish_and_clear();
+    let results = run(&plan, &ThisProgram::default(), progress);
     let results = match results {
         Ok(r) => r,
         Err(BenchError::Interrupted) => {
