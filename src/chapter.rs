@@ -196,7 +196,10 @@ pub fn main(ch: &Chapter) -> ExitCode {
     if let Some(code) = crate::lab::worker_entry() {
         return code;
     }
-    let args = ChapterArgs::parse();
+    let args = match parse_command_line::<ChapterArgs>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     if let Some(role) = args.role {
         return run_role(ch, role);
     }
@@ -208,6 +211,32 @@ pub fn main(ch: &Chapter) -> ExitCode {
             program: ThisProgram::default(),
         },
     )
+}
+
+/// Parse this program's command line with clap. A usage error (a number out of range, two
+/// flags that need each other) is one line on stderr and exit code 2; help and version print
+/// as clap prints them.
+pub fn parse_command_line<P: Parser>() -> Result<P, ExitCode> {
+    P::try_parse().map_err(|e| {
+        if e.use_stderr() {
+            eprintln!("{}", one_line(&e));
+        } else {
+            let _ = e.print();
+        }
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    })
+}
+
+/// clap's message on one line: `error: ...` and the details it puts on the lines below,
+/// without the tips, the usage and the pointer to `--help` that follow.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let details = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"));
+    details.collect::<Vec<_>>().join(" ")
 }
 
 /// Play a helper role of `ch`, printing the way the chapter that started us prints.

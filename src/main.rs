@@ -113,7 +113,10 @@ fn main() -> ExitCode {
     if let Some(code) = lab::worker_entry() {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = match chapter::parse_command_line::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if !matches!(
         cli.command,
         Some(Cmd::Lab(_) | Cmd::Bench(_) | Cmd::BenchServer(_))

@@ -9,7 +9,7 @@
 //!
 //! Build it with `--release`: a debug build measures the debug build.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,17 +31,19 @@ pub struct BenchArgs {
     /// One JSON object with every measurement, on stdout (instead of the table)
     #[arg(long)]
     pub json: bool,
-    /// Worker counts to measure, e.g. 1,2,4,8 [default: 2,4; with --quick: 2]
-    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    /// Worker counts to measure, e.g. 1,2,4,8 (1 to 64) [default: 2,4; with --quick: 2]
+    #[arg(long, value_delimiter = ',', value_name = "N,...",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Vec<u32>,
-    /// Concurrent clients, each opening a new connection per request [default: 8]
-    #[arg(long, value_name = "C")]
+    /// Concurrent clients, each opening a new connection per request (1 to 256) [default: 8]
+    #[arg(long, value_name = "C",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub clients: Option<usize>,
-    /// Seconds of load per run [default: 2; with --quick: 0.5]
-    #[arg(long, value_name = "SECONDS")]
+    /// Seconds of load per run (0.05 to 600) [default: 2; with --quick: 0.5]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub duration: Option<f64>,
-    /// Rounds; each round runs every strategy once [default: 3; with --quick: 2]
-    #[arg(long, value_name = "R")]
+    /// Rounds; each round runs every strategy once (1 to 100) [default: 3; with --quick: 2]
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: Option<u32>,
     /// Only these strategies: rr, none, prefork, reuseport, fork, node-rr, node-none
     /// [default: all; Node's only when `node` runs]
@@ -53,6 +55,16 @@ pub struct BenchArgs {
     /// Also write the table to this file
     #[arg(long, value_name = "PATH")]
     pub table: Option<PathBuf>,
+}
+
+/// `--duration`: seconds, 0.05 to 600 (a shorter run measures nothing; a longer one is a
+/// mistake).
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.05..=600.0).contains(&s) => Ok(s),
+        Ok(_) => Err("must be 0.05 to 600 seconds".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Why the benchmark could not run.
@@ -323,7 +335,7 @@ fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), St
 /// The whole command; `progress` as for [`run`].
 pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     crate::sys::install_interrupt_handler();
-    let plan = match Plan::from_args(args) {
+    let plan = match Plan::from_args(args).and_then(|plan| check_outputs(args).map(|()| plan)) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");
@@ -355,6 +367,33 @@ pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--svg` and `--table` must be writable before the benchmark runs, not after.
+fn check_outputs(args: &BenchArgs) -> Result<(), BenchError> {
+    for path in [&args.svg, &args.table].into_iter().flatten() {
+        check_writable(path).map_err(|e| BenchError::Write {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// A file that exists must open for writing (it is not truncated yet); one that does not is
+/// created and removed again.
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            std::fs::remove_file(path)
+        }
+        Err(e) => Err(e),
     }
 }
 
