@@ -205,10 +205,19 @@ impl<'a> Tally<'a> {
         let Some(side) = self.procs.side(pid) else {
             return;
         };
+        match c.name.as_str() {
+            "socket" | "setsockopt" | "bind" | "listen" | "accept" | "accept4" => {
+                self.listening_call(side, pid, c)
+            }
+            _ => self.traffic_call(side, pid, c),
+        }
+    }
+
+    /// The calls that make a socket listen, and take connections from it.
+    fn listening_call(&mut self, side: Side, pid: u32, c: &'a Call) {
         let (socks, seen) = (&mut self.socks, &mut self.seen);
-        let name = c.name.as_str();
-        let mut see = |kind, sock| seen.push((side, kind, sock, name));
-        match name {
+        let mut see = |kind, sock| seen.push((side, kind, sock, c.name.as_str()));
+        match c.name.as_str() {
             "socket" => {
                 if let Some(fd) = c.ok() {
                     let id = socks.open(pid, fd, true);
@@ -237,6 +246,17 @@ impl<'a> Tally<'a> {
                 Err(e) if e == "EAGAIN" => *self.out.accept_eagain.entry(side).or_insert(0) += 1,
                 Err(_) => {}
             },
+            _ => {}
+        }
+    }
+
+    /// The calls that carry something: fds between processes, datagrams, and the client's
+    /// connects and sends (which make its sockets clients').
+    fn traffic_call(&mut self, side: Side, pid: u32, c: &'a Call) {
+        let (socks, seen) = (&mut self.socks, &mut self.seen);
+        let mut see = |kind, sock| seen.push((side, kind, sock, c.name.as_str()));
+        let to_an_address = c.args.contains("msg_name={sa_family=AF_INET");
+        match c.name.as_str() {
             "connect" | "sendto" if has_inet_address(&c.args) => {
                 let id = socks.at(pid, c.fd());
                 socks.mark_client(id);
@@ -245,7 +265,7 @@ impl<'a> Tally<'a> {
                 if c.args.contains("SCM_RIGHTS") && c.ok().is_some() {
                     see(CallKind::FdSent, None);
                 }
-                if c.args.contains("msg_name={sa_family=AF_INET") {
+                if to_an_address {
                     let id = socks.at(pid, c.fd());
                     socks.mark_client(id);
                 }
@@ -255,7 +275,7 @@ impl<'a> Tally<'a> {
                     socks.open(pid, fd, false);
                     see(CallKind::FdReceived, None);
                 }
-                if c.args.contains("msg_name={sa_family=AF_INET") {
+                if to_an_address {
                     see(CallKind::DatagramIn, socks.at(pid, c.fd()));
                 }
             }
