@@ -4,8 +4,9 @@
 
 use std::process::ExitCode;
 
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
 use cluster_walkthrough::lab::LabArgs;
+use cluster_walkthrough::loopback::LOOPBACK;
 use cluster_walkthrough::net::{ListenOptions, ListenStep, Server};
 use cluster_walkthrough::trace;
 
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
-    trace::set_syscalls(false);
+    let _quiet = trace::Scoped::syscalls(false);
     let port = ctx.pick_port()?;
     trace::heading("0a. Without cluster: four servers, one process");
     trace::set_label("process");
@@ -53,6 +54,5 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         ..LabArgs::default()
     };
     chapter::lab(&args)?;
-    trace::set_syscalls(true);
     Ok(())
 }

@@ -9,7 +9,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
+use cluster_walkthrough::loopback::{LOOPBACK, free_port};
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
 use cluster_walkthrough::sys::{self, Transport};
 use cluster_walkthrough::trace;
@@ -127,6 +128,11 @@ fn role(role: HelperRole) -> ExitCode {
     }
 }
 
+/// A port nobody uses, whatever the user chose: each kernel case needs its own.
+fn fresh_port() -> Result<u16, ChapterError> {
+    free_port().map_err(|e| ChapterError::io("find a free port", e))
+}
+
 /// A socket for the kernel experiments, with or without the options under test.
 fn raw_socket(reuseaddr: bool, reuseport: bool) -> Result<OwnedFd, ChapterError> {
     let fd = sys::socket(LOOPBACK, Transport::Tcp).map_err(errno)?;
@@ -175,7 +181,7 @@ fn reuseaddr_rules() -> Result<(), ChapterError> {
 }
 
 fn kernel_case(title: &str, addr: bool, port: bool, a_listens: bool) -> Result<(), ChapterError> {
-    let at = SocketAddr::new(LOOPBACK, chapter::free_port()?);
+    let at = SocketAddr::new(LOOPBACK, fresh_port()?);
     trace::raw(&format!("case {title}"));
     trace::set_label("socket A");
     let a = raw_socket(addr, port)?;

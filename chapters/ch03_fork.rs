@@ -26,13 +26,12 @@ fn main() -> ExitCode {
 }
 
 fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
-    trace::set_wire(true);
+    let _wire = trace::Scoped::wire(true);
     let args = LabArgs {
         workers: 2,
         servers_per_worker: 0,
         ..LabArgs::default()
     };
     chapter::lab(&args)?;
-    trace::set_wire(false);
     Ok(())
 }

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
 }
 
 fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
-    trace::set_wire(true);
+    let _wire = trace::Scoped::wire(true);
     let args = LabArgs {
         workers: 2,
         servers_per_worker: 2,
@@ -34,6 +34,5 @@ fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
         ..LabArgs::default()
     };
     chapter::lab(&args)?;
-    trace::set_wire(false);
     Ok(())
 }

@@ -4,8 +4,9 @@
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
 use cluster_walkthrough::lab::{LabArgs, PolicyArg};
+use cluster_walkthrough::loopback::LOOPBACK;
 use cluster_walkthrough::trace;
 
 pub static CHAPTER: Chapter = Chapter {
@@ -58,8 +59,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         no_syscalls: true,
         ..LabArgs::default()
     };
-    trace::set_syscalls(false);
+    let _quiet = trace::Scoped::syscalls(false);
     chapter::lab(&kill)?;
-    trace::set_syscalls(true);
     Ok(())
 }

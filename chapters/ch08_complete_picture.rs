@@ -13,8 +13,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use cluster_walkthrough::channel::WireRecord;
-use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole, LOOPBACK};
+use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
 use cluster_walkthrough::lab::{self, LabArgs, PolicyArg};
+use cluster_walkthrough::loopback::LOOPBACK;
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
 use cluster_walkthrough::picture::{self, BranchRow};
 use cluster_walkthrough::trace;
@@ -64,9 +65,9 @@ fn record_round_robin(ctx: &Ctx) -> Result<Vec<WireRecord>, ChapterError> {
         record_wire: true,
         ..LabArgs::default()
     };
-    trace::init(trace::Format::Off, false, false);
+    let quiet = trace::Scoped::format(trace::Format::Off, false, false);
     let outcome = lab::run(&args);
-    trace::init(trace::Format::Text, true, false);
+    drop(quiet);
     let outcome = outcome.map_err(|e| ChapterError::Failed(e.to_string()))?;
     if outcome.answered_by() != [Some(1), Some(2)] {
         return Err(ChapterError::Failed(format!(

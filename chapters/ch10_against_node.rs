@@ -7,7 +7,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
-use cluster_walkthrough::strace::{self, Scenario, Summary};
+use cluster_walkthrough::strace::{self, CallCounts, Scenario};
 use cluster_walkthrough::{lab, trace};
 
 pub static CHAPTER: Chapter = Chapter {
@@ -51,7 +51,7 @@ fn ours(ctx: &Ctx, sc: &Scenario) -> Result<Command, ChapterError> {
 // ANCHOR_END: role
 
 /// Run under strace; a failed or hung run is an error, with its stderr.
-fn traced(cmd: &Command, who: &str) -> Result<Summary, ChapterError> {
+fn traced(cmd: &Command, who: &str) -> Result<CallCounts, ChapterError> {
     let run = strace::run(cmd, LIMIT).map_err(|e| ChapterError::Failed(format!("{who}: {e}")))?;
     if !run.status.success() {
         return Err(ChapterError::Failed(format!(

@@ -20,9 +20,8 @@ use clap::Parser;
 use crate::bench::servers::ServerSpec;
 use crate::helper::{self, Capture, HelperError, ThisProgram};
 use crate::lab::LabArgs;
+use crate::loopback::{LOOPBACK, free_port};
 use crate::trace;
-
-pub use crate::loopback::LOOPBACK;
 
 /// A chapter: its number, names, frame text and the experiment itself.
 pub struct Chapter {
@@ -141,7 +140,7 @@ impl Ctx {
                 }),
             };
         }
-        free_port()
+        free_port().map_err(|e| ChapterError::io("find a free port", e))
     }
 
     /// This program again in a helper role (`role`: the hidden subcommand and its arguments),
@@ -179,11 +178,6 @@ impl Ctx {
     }
 }
 
-/// A free ephemeral port on 127.0.0.1 (the kernel picks; we close it at once).
-pub fn free_port() -> Result<u16, ChapterError> {
-    crate::loopback::free_port().map_err(|e| ChapterError::io("find a free port", e))
-}
-
 /// The command line every chapter program takes.
 #[derive(Debug, Parser)]
 #[command(about = "Run one chapter of the cluster walkthrough")]
@@ -202,7 +196,10 @@ pub fn main(ch: &Chapter) -> ExitCode {
     if let Some(code) = crate::lab::worker_entry() {
         return code;
     }
-    let args = ChapterArgs::parse();
+    let args = match parse_command_line::<ChapterArgs>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     if let Some(role) = args.role {
         return run_role(ch, role);
     }
@@ -214,6 +211,32 @@ pub fn main(ch: &Chapter) -> ExitCode {
             program: ThisProgram::default(),
         },
     )
+}
+
+/// Parse this program's command line with clap. A usage error (a number out of range, two
+/// flags that need each other) is one line on stderr and exit code 2; help and version print
+/// as clap prints them.
+pub fn parse_command_line<P: Parser>() -> Result<P, ExitCode> {
+    P::try_parse().map_err(|e| {
+        if e.use_stderr() {
+            eprintln!("{}", one_line(&e));
+        } else {
+            let _ = e.print();
+        }
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    })
+}
+
+/// clap's message on one line: `error: ...` and the details it puts on the lines below,
+/// without the tips, the usage and the pointer to `--help` that follow.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let details = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"));
+    details.collect::<Vec<_>>().join(" ")
 }
 
 /// Play a helper role of `ch`, printing the way the chapter that started us prints.

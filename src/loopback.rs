@@ -1,16 +1,15 @@
-//! Where everything in this crate listens unless the user says otherwise: the loopback
-//! address, and a port the kernel picks. Below `net`, `os_models` and `bench`, so none of
-//! them needs the chapter framework for it.
+//! Where this project's servers live: the loopback address, and free ports on it. Shared by
+//! every layer that starts a server (the models of chapter 9, the benchmark, the chapters), so
+//! it sits below them all and imports nothing of ours.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 
-/// `127.0.0.1`: no program here binds beyond loopback unless asked to by a flag.
+/// Loopback: where every server in this project binds unless the user says otherwise.
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// A port that is free on 127.0.0.1 right now: the kernel picks it for a listener that is
-/// closed at once. (Another program may take it before we bind again; callers that can
-/// bind port 0 themselves should.)
+/// A free ephemeral port on 127.0.0.1: the kernel picks one, and we close it at once. Another
+/// program may take it before we bind it again; every caller binds within moments.
 pub fn free_port() -> std::io::Result<u16> {
-    let l = TcpListener::bind((LOOPBACK, 0))?;
-    Ok(l.local_addr()?.port())
+    let listener = TcpListener::bind((LOOPBACK, 0))?;
+    Ok(listener.local_addr()?.port())
 }

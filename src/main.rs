@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use cluster_walkthrough::bench::servers::{self, ServerSpec};
+use cluster_walkthrough::bench::{self, BenchArgs, Progress};
 use cluster_walkthrough::chapter::{self, Chapter, Ctx, HelperRole};
 use cluster_walkthrough::helper::{self, Capture, ThisProgram};
 use cluster_walkthrough::{book, lab, trace};
@@ -94,7 +96,7 @@ enum Cmd {
     /// A primary with N workers and every knob Node has
     Lab(lab::LabArgs),
     /// Measure what each strategy costs (build with --release)
-    Bench(cluster_walkthrough::bench::BenchArgs),
+    Bench(BenchArgs),
     /// Print a file of Node's lib/ as a given Node binary holds it, with line numbers
     NodeSource(cluster_walkthrough::node_source::NodeSourceArgs),
     /// Build the HTML book and print the path of its index.html
@@ -113,7 +115,10 @@ fn main() -> ExitCode {
     if let Some(code) = lab::worker_entry() {
         return code;
     }
-    let cli = Cli::parse();
+    let cli = match chapter::parse_command_line::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     if !matches!(
         cli.command,
         Some(Cmd::Lab(_) | Cmd::Bench(_) | Cmd::BenchServer(_))
@@ -134,7 +139,7 @@ fn main() -> ExitCode {
         },
         Cmd::Book { out } => build_book(out),
         Cmd::Lab(args) => lab::main(&args),
-        Cmd::Bench(args) => cluster_walkthrough::bench::main(&args),
+        Cmd::Bench(args) => bench(&args),
         Cmd::BenchServer(spec) => servers::serve_role(&spec),
         Cmd::NodeSource(args) => cluster_walkthrough::node_source::main(&args),
     }
@@ -212,6 +217,48 @@ fn tour(port: u16) -> ExitCode {
     trace::raw("");
     trace::raw("End of the tour. `cargo run -- book` builds the book that explains every line.");
     ExitCode::SUCCESS
+}
+
+/// `bench`, with a progress bar on stderr (which hides itself when stderr is not a terminal).
+fn bench(args: &BenchArgs) -> ExitCode {
+    let mut bar: Option<ProgressBar> = None;
+    bench::main(args, &mut |p| show_progress(&mut bar, p))
+}
+
+fn show_progress(bar: &mut Option<ProgressBar>, progress: Progress) {
+    match progress {
+        Progress::Starting {
+            done,
+            total,
+            workers,
+            round,
+            rounds,
+            strategy,
+        } => {
+            let bar = bar.get_or_insert_with(|| progress_bar(total));
+            bar.set_position(done);
+            let label = strategy.label();
+            bar.set_message(format!(
+                "{workers} workers, round {round}/{rounds}: {label}"
+            ));
+        }
+        Progress::Finished => {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg}",
+    )
+    .expect("a valid template");
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 fn build_book(out: Option<PathBuf>) -> ExitCode {

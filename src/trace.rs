@@ -93,16 +93,59 @@ pub fn syscalls_enabled() -> bool {
 }
 // ANCHOR_END: enabled
 
-/// Turn the wire trace on or off (and keep the rest).
-pub fn set_wire(wire: bool) {
-    let c = config();
-    init(c.format, c.syscalls, wire);
+/// A change to the trace settings for one scope: dropping the guard puts the settings back
+/// as they were, on every way out of the scope (`?` and panics too). Chapters use it to quiet
+/// or widen the trace for one experiment; the workers forked meanwhile inherit the change
+/// (see [`to_env`]).
+#[must_use = "the setting is undone when the guard is dropped"]
+pub struct Scoped {
+    before: Option<Config>,
 }
 
-/// Turn the syscall lines on or off (and keep the rest).
-pub fn set_syscalls(syscalls: bool) {
-    let c = config();
-    init(c.format, syscalls, c.wire);
+impl Scoped {
+    /// Syscall lines on or off; the rest as it is.
+    pub fn syscalls(on: bool) -> Scoped {
+        let c = config();
+        Scoped::format(c.format, on, c.wire)
+    }
+
+    /// The wire trace on or off; the rest as it is.
+    pub fn wire(on: bool) -> Scoped {
+        let c = config();
+        Scoped::format(c.format, c.syscalls, on)
+    }
+
+    /// Every setting at once, as [`init`] takes them (`Format::Off` to record quietly).
+    pub fn format(format: Format, syscalls: bool, wire: bool) -> Scoped {
+        let before = *CONFIG.lock().unwrap_or_else(|p| p.into_inner());
+        init(format, syscalls, wire);
+        Scoped { before }
+    }
+}
+
+impl Drop for Scoped {
+    fn drop(&mut self) {
+        *CONFIG.lock().unwrap_or_else(|p| p.into_inner()) = self.before;
+        refresh();
+    }
+}
+
+#[cfg(test)]
+mod scoped_tests {
+    use super::*;
+
+    #[test]
+    fn a_scoped_setting_is_undone_on_every_way_out() {
+        fn quiet_then_fail() -> Result<(), &'static str> {
+            let _quiet = Scoped::syscalls(false);
+            assert!(!syscalls_enabled());
+            Err("an early return")?;
+            unreachable!("the ? returns")
+        }
+        let before = syscalls_enabled();
+        assert!(quiet_then_fail().is_err());
+        assert_eq!(syscalls_enabled(), before, "restored by the guard");
+    }
 }
 
 /// The settings as a short string for [`ENV`], e.g. `text,syscalls,wire`.

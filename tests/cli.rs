@@ -21,6 +21,7 @@ fn one_line_error(r: &common::Run, what: &str) {
     assert_eq!(lines.len(), 1, "{what}: one line, got {:?}", r.stderr);
     assert!(lines[0].starts_with("error: "), "{what}: {}", lines[0]);
     assert!(!r.stderr.contains("panicked"), "{what}: {}", r.stderr);
+    assert!(!r.stderr.contains("backtrace"), "{what}: {}", r.stderr);
 }
 
 #[test]
@@ -93,8 +94,8 @@ fn the_book_builds_and_prints_index_html() {
 #[test]
 fn bad_lab_input_is_one_line() {
     for (args, what) in [
-        (&["lab", "--workers", "0"][..], "out of range"),
-        (&["lab", "--workers", "10000"][..], "out of range"),
+        (&["lab", "--workers", "0"][..], "0 is not in 1..=64"),
+        (&["lab", "--workers", "10000"][..], "10000 is not in 1..=64"),
         (
             &["lab", "--host", "no-such-host.invalid"][..],
             "does not resolve",
@@ -139,4 +140,104 @@ fn helper_roles_are_hidden_subcommands_checked_by_clap() {
     let r = run(&["chapter", "11", "bench-server", "--strategy", "node-rr"]);
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+/// Exit code 2 and one line that contains `what`: a usage error, caught before anything runs.
+fn usage_error(args: &[&str], what: &str) {
+    let r = run(args);
+    one_line_error(&r, &format!("{args:?}"));
+    assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+    assert!(r.stderr.contains(what), "{args:?}: {}", r.stderr);
+    assert!(r.stdout.is_empty(), "{args:?} ran: {}", r.stdout);
+}
+
+#[test]
+fn a_huge_serve_time_is_refused_not_a_panic() {
+    usage_error(
+        &["lab", "--serve", "18446744073709551615"],
+        "18446744073709551615 is not in 0..=86400",
+    );
+}
+
+#[test]
+fn every_number_is_range_checked() {
+    usage_error(&["lab", "--connections", "100001"], "is not in 0..=100000");
+    usage_error(&["lab", "--servers-per-worker", "9"], "9 is not in 0..=8");
+    usage_error(
+        &["lab", "--kill-worker", "0", "--after", "1"],
+        "0 is not in 1..=64",
+    );
+    usage_error(&["bench", "--rounds", "0"], "0 is not in 1..=100");
+    usage_error(&["bench", "--clients", "257"], "257 is not in 1..=256");
+    usage_error(
+        &["bench", "--duration", "601"],
+        "must be 0.05 to 600 seconds",
+    );
+    usage_error(&["tour", "--port", "65536"], "65536 is not in 0..=65535");
+}
+
+#[test]
+fn after_must_come_before_the_last_connection() {
+    let args = [
+        "lab",
+        "--kill-worker",
+        "1",
+        "--after",
+        "5",
+        "--connections",
+        "3",
+    ];
+    usage_error(&args, "--after 5 must be less than --connections 3");
+    let args = [
+        "lab",
+        "--kill-worker",
+        "1",
+        "--after",
+        "3",
+        "--connections",
+        "3",
+    ];
+    usage_error(&args, "--after 3 must be less than --connections 3");
+}
+
+#[test]
+fn after_without_kill_worker_is_refused() {
+    usage_error(&["lab", "--after", "1"], "--kill-worker");
+    usage_error(&["lab", "--kill-worker", "1"], "--after");
+}
+
+#[test]
+fn exec_workers_must_be_workers() {
+    let args = [
+        "lab",
+        "--workers",
+        "2",
+        "--exec-workers",
+        "3",
+        "--exec",
+        "true",
+    ];
+    usage_error(
+        &args,
+        "--exec-workers 3: there is no such worker (--workers 2)",
+    );
+    usage_error(&["lab", "--exec-workers", "1"], "--exec");
+}
+
+#[test]
+fn bench_output_paths_are_checked_before_the_bench_runs() {
+    let file = tempfile::NamedTempFile::new().expect("a temp file");
+    let under_a_file = file.path().join("chart.svg");
+    let under_a_file = under_a_file.to_str().expect("utf-8 path");
+    let started = std::time::Instant::now();
+    usage_error(&["bench", "--svg", under_a_file], "cannot write");
+    usage_error(&["bench", "--table", under_a_file], "cannot write");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let a_dir = dir.path().to_str().expect("utf-8 path");
+    usage_error(&["bench", "--table", a_dir], "cannot write");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "refused at once, not after a benchmark"
+    );
+    assert!(dir.path().read_dir().expect("the dir").next().is_none());
 }

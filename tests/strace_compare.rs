@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster_walkthrough::strace::{self, Role, Row, Scenario, Summary};
+use cluster_walkthrough::strace::{self, CallCounts, CallKind, Scenario, Side};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 const LIMIT: Duration = Duration::from_secs(30);
@@ -62,7 +62,7 @@ fn assert_all_gone(pids: &[u32]) {
     }
 }
 
-fn traced(cmd: &Command) -> Summary {
+fn traced(cmd: &Command) -> CallCounts {
     let run = strace::run(cmd, LIMIT).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         run.status.success(),
@@ -77,7 +77,7 @@ fn traced(cmd: &Command) -> Summary {
 }
 
 /// The scenario both ways: (Node's, ours).
-fn both(sc: &Scenario) -> (Summary, Summary) {
+fn both(sc: &Scenario) -> (CallCounts, CallCounts) {
     let node = traced(&sc.node_command());
     let mut ours = Command::new(BIN);
     ours.arg("lab").args(&sc.lab_args);
@@ -85,13 +85,13 @@ fn both(sc: &Scenario) -> (Summary, Summary) {
 }
 
 /// Per role, the same calls happened (the set), and as often (the counts).
-fn assert_same(node: &Summary, ours: &Summary) {
-    for role in [Role::Primary, Role::Workers] {
+fn assert_same(node: &CallCounts, ours: &CallCounts) {
+    for side in [Side::Primary, Side::Workers] {
         assert_eq!(
-            node.present(role),
-            ours.present(role),
+            node.present(side),
+            ours.present(side),
             "{}: the calls that happened (node, ours)\n{}",
-            role.name(),
+            side.name(),
             strace::table(node, ours)
         );
     }
@@ -104,21 +104,21 @@ fn assert_same(node: &Summary, ours: &Summary) {
     assert_eq!(
         strace::flavour_differences(node, ours),
         vec![],
-        "the same rows, made of different syscalls\n{}",
+        "the same kinds, made of different syscalls\n{}",
         strace::table(node, ours)
     );
 }
 
-fn assert_present(s: &Summary, role: Role, rows: &[Row]) {
-    let want = rows.iter().copied().collect();
-    assert_eq!(s.present(role), want, "{}", role.name());
+fn assert_present(s: &CallCounts, side: Side, kinds: &[CallKind]) {
+    let want = kinds.iter().copied().collect();
+    assert_eq!(s.present(side), want, "{}", side.name());
 }
 
-fn eagain(s: &Summary, role: Role) -> u32 {
-    s.accept_eagain.get(&role).copied().unwrap_or(0)
+fn eagain(s: &CallCounts, side: Side) -> u32 {
+    s.accept_eagain.get(&side).copied().unwrap_or(0)
 }
 
-fn snapshot(name: &str, sc: &Scenario, node: &Summary, ours: &Summary) {
+fn snapshot(name: &str, sc: &Scenario, node: &CallCounts, ours: &CallCounts) {
     let out = format!("{}{}", sc.commands(), strace::table(node, ours));
     let mut s = common::settings();
     s.add_filter(r"(scenario-exclusive\.js|--port) \d+", "$1 [PORT]");
@@ -132,7 +132,7 @@ fn round_robin_the_primary_accepts_and_hands_over() {
     }
     let sc = scenario("rr");
     let (node, ours) = both(&sc);
-    use Row::*;
+    use CallKind::*;
     let primary = [
         Fork,
         Socket,
@@ -143,14 +143,14 @@ fn round_robin_the_primary_accepts_and_hands_over() {
         FdSent,
         ClientSocket,
     ];
-    assert_present(&node, Role::Primary, &primary);
-    assert_present(&node, Role::Workers, &[FdReceived]);
-    assert_eq!(node.count(Role::Primary, Accept), sc.requests);
-    assert_eq!(node.count(Role::Primary, FdSent), sc.requests);
+    assert_present(&node, Side::Primary, &primary);
+    assert_present(&node, Side::Workers, &[FdReceived]);
+    assert_eq!(node.count(Side::Primary, Accept), sc.requests);
+    assert_eq!(node.count(Side::Primary, FdSent), sc.requests);
     assert_same(&node, &ours);
     // One accept4 per connection on both sides: no drain to EAGAIN.
-    assert_eq!(eagain(&node, Role::Primary), 0);
-    assert_eq!(eagain(&ours, Role::Primary), 0);
+    assert_eq!(eagain(&node, Side::Primary), 0);
+    assert_eq!(eagain(&ours, Side::Primary), 0);
     snapshot("strace_rr", &sc, &node, &ours);
 }
 
@@ -161,12 +161,12 @@ fn sched_none_the_primary_binds_and_the_workers_listen() {
     }
     let sc = scenario("none");
     let (node, ours) = both(&sc);
-    use Row::*;
+    use CallKind::*;
     let primary = [Fork, Socket, ReuseAddr, Bind, FdSent, ClientSocket];
-    assert_present(&node, Role::Primary, &primary);
-    assert_present(&node, Role::Workers, &[Listen, Accept, FdReceived]);
+    assert_present(&node, Side::Primary, &primary);
+    assert_present(&node, Side::Workers, &[Listen, Accept, FdReceived]);
     assert_eq!(
-        node.count(Role::Workers, Listen),
+        node.count(Side::Workers, Listen),
         2,
         "one listen per worker"
     );
@@ -182,21 +182,21 @@ fn exclusive_each_worker_binds_for_itself() {
     }
     let sc = scenario("exclusive");
     let (node, ours) = both(&sc);
-    use Row::*;
-    assert_present(&node, Role::Primary, &[Fork, ClientSocket]);
+    use CallKind::*;
+    assert_present(&node, Side::Primary, &[Fork, ClientSocket]);
     let workers = [Socket, ReuseAddr, Bind, BindFailed, Listen, Accept];
-    assert_present(&node, Role::Workers, &workers);
-    assert_eq!(node.count(Role::Workers, Bind), 2);
-    assert_eq!(node.count(Role::Workers, BindFailed), 1, "one loser");
+    assert_present(&node, Side::Workers, &workers);
+    assert_eq!(node.count(Side::Workers, Bind), 2);
+    assert_eq!(node.count(Side::Workers, BindFailed), 1, "one loser");
     assert_eq!(
-        node.count(Role::Workers, Listen),
+        node.count(Side::Workers, Listen),
         1,
         "only the winner listens"
     );
     assert_same(&node, &ours);
     // The winner alone accepts: one accept4 per connection, and no EAGAIN, on both sides.
-    assert_eq!(eagain(&node, Role::Workers), 0);
-    assert_eq!(eagain(&ours, Role::Workers), 0);
+    assert_eq!(eagain(&node, Side::Workers), 0);
+    assert_eq!(eagain(&ours, Side::Workers), 0);
     snapshot("strace_exclusive", &sc, &node, &ours);
 }
 
@@ -207,16 +207,16 @@ fn udp_the_primary_binds_without_reuseaddr_and_the_workers_set_it() {
     }
     let sc = scenario("udp");
     let (node, ours) = both(&sc);
-    use Row::*;
+    use CallKind::*;
     assert_present(
         &node,
-        Role::Primary,
+        Side::Primary,
         &[Fork, Socket, Bind, FdSent, ClientSocket],
     );
-    assert_present(&node, Role::Workers, &[ReuseAddr, FdReceived, DatagramIn]);
-    assert_eq!(node.count(Role::Workers, DatagramIn), sc.requests);
+    assert_present(&node, Side::Workers, &[ReuseAddr, FdReceived, DatagramIn]);
+    assert_eq!(node.count(Side::Workers, DatagramIn), sc.requests);
     assert_eq!(
-        node.syscalls(Role::Workers, DatagramIn),
+        node.syscalls(Side::Workers, DatagramIn),
         "recvmsg",
         "libuv's way"
     );

@@ -9,11 +9,9 @@
 //!
 //! Build it with `--release`: a debug build measures the debug build.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressStyle};
 
 pub mod load;
 pub mod report;
@@ -33,17 +31,19 @@ pub struct BenchArgs {
     /// One JSON object with every measurement, on stdout (instead of the table)
     #[arg(long)]
     pub json: bool,
-    /// Worker counts to measure, e.g. 1,2,4,8 [default: 2,4; with --quick: 2]
-    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    /// Worker counts to measure, e.g. 1,2,4,8 (1 to 64) [default: 2,4; with --quick: 2]
+    #[arg(long, value_delimiter = ',', value_name = "N,...",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
     pub workers: Vec<u32>,
-    /// Concurrent clients, each opening a new connection per request [default: 8]
-    #[arg(long, value_name = "C")]
+    /// Concurrent clients, each opening a new connection per request (1 to 256) [default: 8]
+    #[arg(long, value_name = "C",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub clients: Option<usize>,
-    /// Seconds of load per run [default: 2; with --quick: 0.5]
-    #[arg(long, value_name = "SECONDS")]
+    /// Seconds of load per run (0.05 to 600) [default: 2; with --quick: 0.5]
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     pub duration: Option<f64>,
-    /// Rounds; each round runs every strategy once [default: 3; with --quick: 2]
-    #[arg(long, value_name = "R")]
+    /// Rounds; each round runs every strategy once (1 to 100) [default: 3; with --quick: 2]
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: Option<u32>,
     /// Only these strategies: rr, none, prefork, reuseport, fork, node-rr, node-none
     /// [default: all; Node's only when `node` runs]
@@ -55,6 +55,16 @@ pub struct BenchArgs {
     /// Also write the table to this file
     #[arg(long, value_name = "PATH")]
     pub table: Option<PathBuf>,
+}
+
+/// `--duration`: seconds, 0.05 to 600 (a shorter run measures nothing; a longer one is a
+/// mistake).
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.05..=600.0).contains(&s) => Ok(s),
+        Ok(_) => Err("must be 0.05 to 600 seconds".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Why the benchmark could not run.
@@ -165,6 +175,24 @@ fn pick_strategies(names: &[String], have_node: bool) -> Result<Vec<Strategy>, B
     Ok(out)
 }
 
+/// How far the benchmark has come, for whoever shows it: a progress bar on a terminal
+/// (`cluster-walkthrough bench`), or nobody (chapter 11). A callback, so that the library
+/// knows nothing of terminals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Run `done + 1` of `total` starts.
+    Starting {
+        done: u64,
+        total: u64,
+        workers: u32,
+        round: u32,
+        rounds: u32,
+        strategy: Strategy,
+    },
+    /// Every run is over, or one failed: nothing more will come.
+    Finished,
+}
+
 /// One measured run: one strategy, one worker count, one round.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -184,27 +212,38 @@ pub struct RunResult {
 
 // ANCHOR: rounds
 /// Run the plan: for each worker count, `rounds` rounds of every strategy in turn. Our
-/// servers are `program` in the role `bench-server`.
+/// servers are `program` in the role `bench-server`. `progress` hears of each run as it
+/// starts, and once that all are over (or that one failed).
 pub fn run(
     plan: &Plan,
     program: &ThisProgram,
-    progress: &ProgressBar,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<Vec<RunResult>, BenchError> {
     let mut results = Vec::new();
-    for &workers in &plan.workers {
-        for round in 1..=plan.rounds {
-            for &strategy in &plan.strategies {
-                progress.set_message(format!(
-                    "{workers} workers, round {round}/{}: {}",
-                    plan.rounds,
-                    strategy.label()
-                ));
-                results.push(run_one(plan, program, strategy, workers, round)?);
-                progress.inc(1);
+    let total = plan.runs();
+    let mut all = || {
+        for &workers in &plan.workers {
+            for round in 1..=plan.rounds {
+                for &strategy in &plan.strategies {
+                    let done = results.len() as u64;
+                    let rounds = plan.rounds;
+                    progress(Progress::Starting {
+                        done,
+                        total,
+                        workers,
+                        round,
+                        rounds,
+                        strategy,
+                    });
+                    results.push(run_one(plan, program, strategy, workers, round)?);
+                }
             }
         }
-    }
-    Ok(results)
+        Ok(())
+    };
+    let outcome = all();
+    progress(Progress::Finished);
+    outcome.map(|()| results)
 }
 // ANCHOR_END: rounds
 
@@ -293,22 +332,10 @@ fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), St
     }
 }
 
-/// The progress bar on stderr (hidden when stderr is not a terminal).
-fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} {msg}",
-    )
-    .expect("a valid template");
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
-/// The whole command.
-pub fn main(args: &BenchArgs) -> ExitCode {
+/// The whole command; `progress` as for [`run`].
+pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     crate::sys::install_interrupt_handler();
-    let plan = match Plan::from_args(args) {
+    let plan = match Plan::from_args(args).and_then(|plan| check_outputs(args).map(|()| plan)) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");
@@ -320,10 +347,8 @@ pub fn main(args: &BenchArgs) -> ExitCode {
             "note: this is a debug build, which measures the debug build; use `cargo run --release -- bench`"
         );
     }
-    let bar = progress_bar(plan.runs());
     let started = std::time::SystemTime::now();
-    let results = run(&plan, &ThisProgram::default(), &bar);
-    bar.finish_and_clear();
+    let results = run(&plan, &ThisProgram::default(), progress);
     let results = match results {
         Ok(r) => r,
         Err(BenchError::Interrupted) => {
@@ -342,6 +367,33 @@ pub fn main(args: &BenchArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--svg` and `--table` must be writable before the benchmark runs, not after.
+fn check_outputs(args: &BenchArgs) -> Result<(), BenchError> {
+    for path in [&args.svg, &args.table].into_iter().flatten() {
+        check_writable(path).map_err(|e| BenchError::Write {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// A file that exists must open for writing (it is not truncated yet); one that does not is
+/// created and removed again.
+fn check_writable(path: &Path) -> std::io::Result<()> {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)?;
+            std::fs::remove_file(path)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -59,7 +59,7 @@ impl Machine {
 
 /// One strategy at one worker count, over all rounds.
 #[derive(Debug, Clone)]
-pub struct Summary {
+pub struct StrategySummary {
     pub strategy: Strategy,
     pub workers: u32,
     pub conn_per_s: f64,
@@ -80,7 +80,7 @@ pub struct Report {
     pub plan: Plan,
     pub machine: Machine,
     pub runs: Vec<RunResult>,
-    pub summary: Vec<Summary>,
+    pub summary: Vec<StrategySummary>,
 }
 
 fn median_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
@@ -104,7 +104,7 @@ impl Report {
         }
     }
 
-    fn find(&self, strategy: Strategy, workers: u32) -> Option<&Summary> {
+    fn find(&self, strategy: Strategy, workers: u32) -> Option<&StrategySummary> {
         self.summary
             .iter()
             .find(|s| s.strategy == strategy && s.workers == workers)
@@ -321,7 +321,7 @@ fn colour(strategy: Strategy) -> plotters::style::RGBColor {
 }
 
 /// One strategy at one worker count, from its runs.
-fn summarise(runs: &[RunResult], strategy: Strategy, workers: u32, rounds: u32) -> Summary {
+fn summarise(runs: &[RunResult], strategy: Strategy, workers: u32, rounds: u32) -> StrategySummary {
     let mine: Vec<&RunResult> = runs
         .iter()
         .filter(|r| r.strategy == strategy && r.workers == workers)
@@ -344,7 +344,7 @@ fn summarise(runs: &[RunResult], strategy: Strategy, workers: u32, rounds: u32) 
             .map(|f| f.max_min.unwrap_or(f64::INFINITY))
     }))
     .filter(|f| f.is_finite());
-    Summary {
+    StrategySummary {
         strategy,
         workers,
         conn_per_s: stats::median(&cps).unwrap_or(0.0),
@@ -374,7 +374,7 @@ fn run_json(r: &RunResult) -> Value {
     })
 }
 
-fn summary_json(s: &Summary) -> Value {
+fn summary_json(s: &StrategySummary) -> Value {
     json!({
         "strategy": s.strategy.name(),
         "label": s.strategy.label(),

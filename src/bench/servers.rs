@@ -23,7 +23,7 @@ use super::BenchError;
 use super::stats;
 use crate::helper::{self, Capture, Running, ThisProgram};
 use crate::lab::{self, LabArgs, PolicyArg};
-use crate::loopback::LOOPBACK;
+use crate::loopback::{LOOPBACK, free_port};
 use crate::os_models::serve::{self, Until};
 use crate::sys;
 use crate::trace;
@@ -254,7 +254,7 @@ impl RunningServer {
         // Node's script binds port 0 itself and says which port it got; ours are told one.
         let port = match port {
             0 if !strategy.is_node() => {
-                crate::loopback::free_port().map_err(|e| start_error(e.to_string()))?
+                free_port().map_err(|e| start_error(format!("no free port: {e}")))?
             }
             p => p,
         };

@@ -28,24 +28,16 @@ pub use outcome::Outcome;
 use worker::WorkerPlan;
 pub use worker::worker_entry;
 
-/// Parse lab flags from words (`["--workers", "2"]`), as `cluster-walkthrough lab` would.
-pub fn parse_args<I, S>(words: I) -> Result<LabArgs, clap::Error>
-where
-    I: IntoIterator<Item = S>,
-    S: Into<std::ffi::OsString> + Clone,
-{
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: LabArgs,
-    }
-    let words =
-        std::iter::once(std::ffi::OsString::from("lab")).chain(words.into_iter().map(Into::into));
-    <Cli as clap::Parser>::try_parse_from(words).map(|c| c.args)
-}
-
 /// The environment variable that carries the worker's part of the configuration.
 pub const WORKER_ENV: &str = "CLUSTER_WALKTHROUGH_WORKER";
+
+/// Limits of the lab's knobs: clap checks them on the command line, [`run`] again for
+/// callers that build a [`LabArgs`] themselves.
+pub const MAX_WORKERS: u32 = 64;
+pub const MAX_SERVERS_PER_WORKER: u32 = 8;
+pub const MAX_CONNECTIONS: u32 = 100_000;
+/// A day: `--serve` longer than that is a mistake (and a huge one would overflow the clock).
+pub const MAX_SERVE_SECS: u64 = 86_400;
 
 /// The scheduling policy as a command-line value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,7 +50,8 @@ pub enum PolicyArg {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LabArgs {
     /// Number of workers (1 to 64)
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: u32,
     /// Scheduling policy (default: NODE_CLUSTER_SCHED_POLICY as Node reads it, else rr)
     #[arg(long, value_enum)]
@@ -69,8 +62,9 @@ pub struct LabArgs {
     /// Port (0: the kernel picks one, shared by all workers)
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Servers each worker starts on the same address and port (shows the key's index; 0: none)
-    #[arg(long, default_value_t = 1)]
+    /// Servers each worker starts on the same address and port (shows the key's index; 0 to 8)
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_SERVERS_PER_WORKER)))]
     pub servers_per_worker: u32,
     /// listen({ exclusive: true }): every worker binds for itself
     #[arg(long)]
@@ -81,20 +75,24 @@ pub struct LabArgs {
     /// Workers handle 'error' (server.on('error')) and stay up, instead of crashing
     #[arg(long)]
     pub handle_errors: bool,
-    /// Client connections to make, one after another, once all workers listen
-    #[arg(long, default_value_t = 0)]
+    /// Client connections to make, one after another, once all workers listen (at most 100000)
+    #[arg(long, default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_CONNECTIONS)))]
     pub connections: u32,
     /// SIGKILL this worker mid-run...
-    #[arg(long, requires = "after")]
+    #[arg(long, requires = "after",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub kill_worker: Option<u32>,
-    /// ...after this many connections
-    #[arg(long)]
+    /// ...after this many connections (fewer than --connections)
+    #[arg(long, requires = "kill_worker",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_CONNECTIONS)))]
     pub after: Option<u32>,
     /// Print every channel message as it is sent, verbatim
     #[arg(long)]
     pub trace_wire: bool,
-    /// Keep the cluster up (for SECONDS, or until Ctrl-C) and print its address
-    #[arg(long, num_args = 0..=1, default_missing_value = "0", value_name = "SECONDS")]
+    /// Keep the cluster up (for SECONDS, at most a day; or until Ctrl-C) and print its address
+    #[arg(long, num_args = 0..=1, default_missing_value = "0", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SERVE_SECS))]
     pub serve: Option<u64>,
     /// One JSON object per event, and a summary
     #[arg(long)]
@@ -107,7 +105,8 @@ pub struct LabArgs {
     #[arg(long, num_args = 1.., allow_hyphen_values = true, value_name = "PROGRAM [ARGS]")]
     pub exec: Vec<String>,
     /// With --exec: only these worker ids run it, the others are ours (e.g. 2,4)
-    #[arg(long, value_delimiter = ',', requires = "exec")]
+    #[arg(long, value_delimiter = ',', requires = "exec",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_WORKERS)))]
     pub exec_workers: Vec<u32>,
     /// Keep a log of every channel message the primary sees (for diagrams; not a flag).
     #[arg(skip)]
@@ -178,31 +177,58 @@ fn resolve_host(host: &str) -> Result<IpAddr, LabError> {
         })
 }
 
+/// Check what clap checks on the command line (for callers that build [`LabArgs`]
+/// themselves), then the flags that only make sense together; the host last.
 fn validate(args: &LabArgs) -> Result<IpAddr, LabError> {
-    if !(1..=64).contains(&args.workers) {
-        return Err(LabError::BadInput(format!(
-            "--workers {} is out of range: choose 1 to 64",
+    let bad = |why: String| Err(LabError::BadInput(why));
+    if !(1..=MAX_WORKERS).contains(&args.workers) {
+        return bad(format!(
+            "--workers {} is not in 1..={MAX_WORKERS}",
             args.workers
-        )));
-    }
-    if args.servers_per_worker > 8 {
-        return Err(LabError::BadInput(
-            "--servers-per-worker must be 0 to 8".into(),
         ));
     }
-    if let Some(id) = args.kill_worker
-        && (id == 0 || id > args.workers)
+    if args.servers_per_worker > MAX_SERVERS_PER_WORKER {
+        return bad(format!(
+            "--servers-per-worker must be 0 to {MAX_SERVERS_PER_WORKER}"
+        ));
+    }
+    if args.connections > MAX_CONNECTIONS {
+        return bad(format!("--connections must be at most {MAX_CONNECTIONS}"));
+    }
+    if args.serve.is_some_and(|secs| secs > MAX_SERVE_SECS) {
+        return bad(format!("--serve must be at most {MAX_SERVE_SECS} seconds"));
+    }
+    if let Some(id) = args
+        .exec_workers
+        .iter()
+        .find(|id| **id == 0 || **id > args.workers)
     {
-        return Err(LabError::BadInput(format!(
-            "--kill-worker {id}: there is no such worker"
-        )));
-    }
-    if args.connections > 100_000 {
-        return Err(LabError::BadInput(
-            "--connections must be at most 100000".into(),
+        return bad(format!(
+            "--exec-workers {id}: there is no such worker (--workers {})",
+            args.workers
         ));
     }
+    validate_kill(args)?;
     resolve_host(&args.host)
+}
+
+/// `--kill-worker N --after K`: both or neither, a worker that exists, and a kill that
+/// happens (before connection K + 1, so K must be less than `--connections`).
+fn validate_kill(args: &LabArgs) -> Result<(), LabError> {
+    let why = match (args.kill_worker, args.after) {
+        (None, None) => return Ok(()),
+        (Some(_), None) => "--kill-worker needs --after".to_string(),
+        (None, Some(_)) => "--after needs --kill-worker".to_string(),
+        (Some(id), _) if id == 0 || id > args.workers => {
+            format!("--kill-worker {id}: there is no such worker")
+        }
+        (Some(_), Some(after)) if after >= args.connections => format!(
+            "--after {after} must be less than --connections {}, or the worker is never killed",
+            args.connections
+        ),
+        (Some(_), Some(_)) => return Ok(()),
+    };
+    Err(LabError::BadInput(why))
 }
 
 /// The lab's primary: fork, wait for the listens, connect, kill if asked, disconnect.
@@ -348,6 +374,10 @@ pub fn main(args: &LabArgs) -> ExitCode {
         Err(LabError::Interrupted) => {
             eprintln!("interrupted; every worker was stopped");
             ExitCode::from(130)
+        }
+        Err(e @ LabError::BadInput(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("error: {e}");
