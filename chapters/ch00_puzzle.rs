@@ -53,6 +53,6 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         connections: 4,
         ..LabArgs::default()
     };
-    chapter::lab(&args)?;
+    ctx.lab(&args)?;
     Ok(())
 }

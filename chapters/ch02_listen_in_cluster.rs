@@ -37,6 +37,6 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         exclusive: true,
         ..LabArgs::default()
     };
-    chapter::lab(&args)?;
+    ctx.lab(&args)?;
     Ok(())
 }

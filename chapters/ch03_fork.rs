@@ -25,13 +25,13 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
-fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
+fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let _wire = trace::Scoped::wire(true);
     let args = LabArgs {
         workers: 2,
         servers_per_worker: 0,
         ..LabArgs::default()
     };
-    chapter::lab(&args)?;
+    ctx.lab(&args)?;
     Ok(())
 }

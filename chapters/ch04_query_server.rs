@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
-fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
+fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let _wire = trace::Scoped::wire(true);
     let args = LabArgs {
         workers: 2,
@@ -33,6 +33,6 @@ fn run(_ctx: &Ctx) -> Result<(), ChapterError> {
         port: 0,
         ..LabArgs::default()
     };
-    chapter::lab(&args)?;
+    ctx.lab(&args)?;
     Ok(())
 }

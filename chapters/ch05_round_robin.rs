@@ -32,6 +32,6 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         connections: 12,
         ..LabArgs::default()
     };
-    chapter::lab(&args)?;
+    ctx.lab(&args)?;
     Ok(())
 }

@@ -34,7 +34,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         connections: 12,
         ..LabArgs::default()
     };
-    chapter::lab(&tcp)?;
+    ctx.lab(&tcp)?;
     trace::heading("6b. UDP (always shared)");
     let udp = LabArgs {
         workers: 2,
@@ -42,6 +42,6 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         connections: 4,
         ..LabArgs::default()
     };
-    chapter::lab(&udp)?;
+    ctx.lab(&udp)?;
     Ok(())
 }

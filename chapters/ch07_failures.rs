@@ -44,9 +44,9 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         handle_errors: true,
         ..LabArgs::default()
     };
-    chapter::lab(&taken(PolicyArg::Rr))?;
+    ctx.lab(&taken(PolicyArg::Rr))?;
     trace::heading("7b. The port is taken, SCHED_NONE");
-    chapter::lab(&taken(PolicyArg::None))?;
+    ctx.lab(&taken(PolicyArg::None))?;
     drop(holder);
     trace::heading("7c. A worker is killed mid-run");
     let kill = LabArgs {
@@ -60,6 +60,6 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         ..LabArgs::default()
     };
     let _quiet = trace::Scoped::syscalls(false);
-    chapter::lab(&kill)?;
+    ctx.lab(&kill)?;
     Ok(())
 }

@@ -126,9 +126,20 @@ pub struct Ctx {
     pub port: u16,
     /// This chapter's program, for helper roles.
     pub program: ThisProgram,
+    /// Which Node's cluster code the mirror follows (`--node`; 24 unless asked).
+    pub node: u32,
 }
 
 impl Ctx {
+    /// Run the lab with `args`, following the Node this chapter was asked to follow.
+    pub fn lab(&self, args: &crate::lab::LabArgs) -> Result<crate::lab::Outcome, ChapterError> {
+        let args = crate::lab::LabArgs {
+            node: self.node,
+            ..args.clone()
+        };
+        lab(&args)
+    }
+
     /// The port to use: the user's, checked to be free, or a fresh ephemeral one.
     pub fn pick_port(&self) -> Result<u16, ChapterError> {
         if self.port != 0 {
@@ -185,6 +196,9 @@ pub struct ChapterArgs {
     /// Port for the chapter's servers on 127.0.0.1 (default: a free one)
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Which Node's cluster code the mirror follows: 20 (the article's), 22, 24 or 26
+    #[arg(long = "node", default_value_t = 24, value_parser = crate::lab::parse_node_major)]
+    pub node: u32,
     #[command(subcommand)]
     pub role: Option<HelperRole>,
 }
@@ -209,6 +223,7 @@ pub fn main(ch: &Chapter) -> ExitCode {
         &Ctx {
             port: args.port,
             program: ThisProgram::default(),
+            node: args.node,
         },
     )
 }

@@ -89,6 +89,9 @@ enum Cmd {
         /// Port for the chapter's servers on 127.0.0.1 (default: a free one)
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Which Node's cluster code the mirror follows: 20 (the article's), 22, 24 or 26
+        #[arg(long = "node", default_value_t = 24, value_parser = lab::parse_node_major)]
+        node: u32,
         /// A helper role of the chapter (hidden: the chapter starts it itself)
         #[command(subcommand)]
         role: Option<HelperRole>,
@@ -128,8 +131,13 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Cmd::Tour { port: 0 }) {
         Cmd::Tour { port } => tour(port),
         Cmd::List => list(),
-        Cmd::Chapter { which, port, role } => match find(&which) {
-            Some(ch) => run_chapter(ch, port, role),
+        Cmd::Chapter {
+            which,
+            port,
+            node,
+            role,
+        } => match find(&which) {
+            Some(ch) => run_chapter(ch, port, node, role),
             None => {
                 eprintln!(
                     "error: no chapter {which:?}; `cluster-walkthrough list` shows the chapters"
@@ -147,12 +155,19 @@ fn main() -> ExitCode {
 
 /// One chapter, or one of its helper roles. Its helpers are `cluster-walkthrough chapter N
 /// <role>`: this program, with the words that lead back to the chapter.
-fn run_chapter(ch: &Chapter, port: u16, role: Option<HelperRole>) -> ExitCode {
+fn run_chapter(ch: &Chapter, port: u16, node: u32, role: Option<HelperRole>) -> ExitCode {
     if let Some(role) = role {
         return chapter::run_role(ch, role);
     }
     let program = ThisProgram::new(["chapter".to_string(), ch.number.to_string()]);
-    chapter::run_framed(ch, &Ctx { port, program })
+    chapter::run_framed(
+        ch,
+        &Ctx {
+            port,
+            program,
+            node,
+        },
+    )
 }
 
 fn find(which: &str) -> Option<&'static Chapter> {
@@ -182,7 +197,13 @@ fn tour(port: u16) -> ExitCode {
     cluster_walkthrough::sys::install_interrupt_handler();
     // A port of the user's that is taken fails here, once, not in every chapter.
     let program = ThisProgram::default();
-    if let Err(e) = (Ctx { port, program }).pick_port() {
+    if let Err(e) = (Ctx {
+        port,
+        program,
+        node: 24,
+    })
+    .pick_port()
+    {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

@@ -333,6 +333,9 @@ impl Runtime {
                 sockname,
             }) // rr()
         };
+        if result.is_ok() && self.handles.contains_key(&key) {
+            internal_assertion(&key); // never returns
+        }
         if result.is_ok() {
             let r = Registered {
                 slot: p.slot,
@@ -403,3 +406,22 @@ impl Runtime {
         self.exited_after_disconnect
     }
 }
+
+// ANCHOR: internal_assertion
+/// `assert(handles.has(key) === false)` in `shared()` and `rr()`
+/// ([child.js L156 at v24.22.3](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/child.js#L156)):
+/// the primary answered with a key this worker holds already. Unreachable under v20's
+/// primary (its keys always carry the index); since v22, a worker that listens twice on one
+/// fixed port under `SCHED_NONE` gets here (nodejs/node#64869). Node throws
+/// `ERR_INTERNAL_ASSERTION` from a message callback, which nothing can catch: the worker
+/// prints the error and exits with code 1. So does ours.
+fn internal_assertion(key: &str) -> ! {
+    trace::problem(&format!(
+        "ERR_INTERNAL_ASSERTION at shared()/rr(): the primary answered with key {key}, which this worker holds already"
+    ));
+    eprintln!(
+        "Error [ERR_INTERNAL_ASSERTION]: This is caused by either a bug in Node.js or incorrect usage of Node.js internals.\n    at shared (node:internal/cluster/child:156:3)  [mirrored: key {key} is held already]"
+    );
+    std::process::exit(1)
+}
+// ANCHOR_END: internal_assertion

@@ -26,6 +26,7 @@ pub mod primary;
 pub mod round_robin_handle;
 pub mod shared_handle;
 pub mod utils;
+pub mod version;
 mod worker;
 
 /// `cluster.SCHED_NONE` (1) and `cluster.SCHED_RR` (2).

@@ -23,14 +23,18 @@ use serde_json::Value;
 use super::event_loop::EventLoop;
 use super::guard::{self, BindPolicy};
 use super::message::{Accepted, Ack, Act, QueryReply, ServerMessage};
+use super::round_robin_handle::Handoff;
 use super::round_robin_handle::{NewConnCallback, RoundRobinHandle};
 use super::shared_handle::SharedHandle;
 use super::utils::{self, Callbacks, Internal};
+use super::version::{self, NodeLine};
 pub use super::worker::{Event, Worker};
 use super::{NODE_UNIQUE_ID, SchedulingPolicy};
 use crate::channel::{Channel, Incoming, WireLog};
+use crate::framing::HandleType;
 use crate::sys;
 use crate::trace;
+use std::rc::Rc;
 
 /// `cluster.settings`: what to run as a worker. Node runs `process.execPath` with the script
 /// (`exec`) and `args`; we run `exec` with `args`.
@@ -72,12 +76,54 @@ pub(super) enum Handle {
     Shared(SharedHandle),
 }
 
+/// What adding a worker to a handle gave.
+enum Added {
+    /// Round robin: the primary's address, and a connection for the worker if one waits.
+    RoundRobin {
+        sockname: std::net::SocketAddr,
+        next: Option<Handoff>,
+    },
+    /// Shared: the bound socket to send.
+    Shared(Rc<std::os::fd::OwnedFd>, HandleType),
+    /// The bind failed.
+    Failed(Errno),
+}
+
 impl Handle {
+    /// `handle.has(worker)` (v22+) / the assert in `add` (v20).
     fn contains(&self, worker: u32) -> bool {
         match self {
             Handle::RoundRobin(h) => h.contains(worker),
             Handle::Shared(h) => h.contains(worker),
         }
+    }
+
+    /// `handle.add(worker, ...)`.
+    fn add(&mut self, worker: u32) -> Added {
+        match self {
+            Handle::RoundRobin(h) => {
+                let sockname = h.sockname();
+                let next = h.add(worker);
+                Added::RoundRobin { sockname, next }
+            }
+            Handle::Shared(h) => match h.add(worker) {
+                (None, Some((fd, ty))) => Added::Shared(fd, ty),
+                (errno, _) => Added::Failed(errno.unwrap_or(Errno::EINVAL)),
+            },
+        }
+    }
+
+    /// `handle.data ||= message.data`: the first worker's `data` (TLS ticket keys, say)
+    /// stays the key's; every worker is sent it. Returns what the handle keeps.
+    fn keep_data(&mut self, data: Value) -> Value {
+        let kept = match self {
+            Handle::RoundRobin(h) => &mut h.data,
+            Handle::Shared(h) => &mut h.data,
+        };
+        if is_falsy(kept) {
+            *kept = data;
+        }
+        kept.clone()
     }
 
     /// `handle.remove(worker)`: true when it was the last worker (the key goes then).
@@ -86,6 +132,17 @@ impl Handle {
             Handle::RoundRobin(h) => h.remove(worker),
             Handle::Shared(h) => h.remove(worker),
         }
+    }
+}
+
+/// JavaScript's falsy values, as JSON has them.
+fn is_falsy(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        _ => false,
     }
 }
 
@@ -111,6 +168,8 @@ pub struct Primary {
     pub(super) event_loop: EventLoop,
     /// What workers may bind (see [`guard`]).
     bind_policy: BindPolicy,
+    /// Which Node's `primary.js` this one follows (see [`NodeLine`]).
+    node: NodeLine,
 }
 
 impl Primary {
@@ -127,7 +186,19 @@ impl Primary {
             wire_log: None,
             event_loop: EventLoop::default(),
             bind_policy: BindPolicy::default(),
+            node: NodeLine::default(),
         }
+    }
+
+    /// Follow another Node's `primary.js` (and tell the workers, so ours follow its
+    /// `child.js`). Call before forking.
+    pub fn set_node(&mut self, node: NodeLine) {
+        self.node = node;
+    }
+
+    /// The Node this primary follows.
+    pub fn node(&self) -> NodeLine {
+        self.node
     }
 
     /// Let workers bind beyond loopback ports from 1024 up (the user asked for it).
@@ -161,6 +232,7 @@ impl Primary {
             .env("NODE_CHANNEL_FD", "3")
             .env("NODE_CHANNEL_SERIALIZATION_MODE", "json")
             .env(trace::ENV, trace::to_env())
+            .env(version::ENV, self.node.major().to_string())
             .stdin(Stdio::null());
         let channel_fd = theirs.as_raw_fd();
         let parent = std::process::id();
@@ -302,25 +374,34 @@ impl Primary {
         let Some(seq) = seq.filter(|_| !gone) else {
             return;
         };
-        let key = key(&msg);
+        let key = key(&msg, self.node);
         trace::step(&format!("queryServer from worker {id}: key {key}"));
         let held = self.handles.values().filter(|h| h.contains(id)).count();
         let address = match guard::check(&msg.query, self.bind_policy, held) {
             Ok(address) => address,
             Err(r) => {
                 self.problem(id, format!("worker {id} refused: {}", r.why));
-                return self.reply_error(id, &key, seq, r.errno);
+                return self.reply_error(id, &key, seq, r.errno, Value::Null);
             }
         };
-        if !self.handles.contains_key(&key) {
-            match self.create_handle(&key, &msg, address) {
-                Ok(handle) => self.handles.insert(key.clone(), handle),
-                Err(errno) => return self.reply_error(id, &key, seq, errno),
-            };
-        } else {
-            trace::note("the key is known: no new socket");
+        let holds = self.handles.get(&key).map(|h| h.contains(id));
+        let mut fresh = None;
+        match holds {
+            Some(holds) if self.node.reuses_handle(holds) => {
+                trace::note("the key is known: no new socket")
+            }
+            _ => {
+                if holds.is_some() {
+                    trace::note("this worker holds the key's handle already: a fresh handle");
+                }
+                match self.create_handle(&key, &msg, address) {
+                    Ok(h) if holds.is_some() => fresh = Some(h),
+                    Ok(h) => drop(self.handles.insert(key.clone(), h)),
+                    Err(errno) => return self.reply_error(id, &key, seq, errno, Value::Null),
+                }
+            }
         }
-        self.add(id, &key, seq);
+        self.add(id, &key, seq, msg.data, fresh);
     }
     // ANCHOR_END: query_server
 
@@ -346,8 +427,11 @@ impl Primary {
     // ANCHOR_END: create_handle
 
     /// `handle.add(worker, cb)` and the callback's `send(worker, {errno, key, ack, data, ...reply}, handle)`.
-    fn add(&mut self, id: u32, key: &str, ack: u64) {
-        let Some(handle) = self.handles.get_mut(key) else {
+    /// `fresh` is v22+'s new handle for a worker that held the cached one: it takes the
+    /// key's place only if it works (`handles.set(key, handle)`, "in case it was replaced").
+    fn add(&mut self, id: u32, key: &str, ack: u64, data: Value, mut fresh: Option<Handle>) {
+        let replacing = fresh.is_some();
+        let Some(handle) = fresh.as_mut().or_else(|| self.handles.get_mut(key)) else {
             return;
         };
         if handle.contains(id) {
@@ -355,47 +439,60 @@ impl Primary {
             let what = format!("asked twice for the same key {key}");
             return self.drop_worker(id, &what);
         }
-        let reply = |errno, sockname| QueryReply::new(errno, key, ack, sockname);
-        match handle {
-            Handle::RoundRobin(rr) => {
-                let sockname = rr.sockname();
-                let next = rr.add(id);
-                let key = rr.key.clone();
+        let data = handle.keep_data(data);
+        let added = handle.add(id);
+        if let (Some(h), false) = (fresh, matches!(added, Added::Failed(_))) {
+            // Node keeps the old handle alive, unreachable; dropping it closes only the
+            // primary's copy: the workers that hold it keep theirs.
+            self.handles.insert(key.to_string(), h);
+        }
+        let mut reply = QueryReply::new(None, key, ack, None);
+        reply.data = data.clone();
+        match added {
+            Added::RoundRobin { sockname, next } => {
                 trace::step(&format!(
                     "reply to worker {id}: errno null, sockname {sockname}"
                 ));
-                self.send(id, &reply(None, Some(sockname.into())));
+                reply.sockname = Some(sockname.into());
+                self.send(id, &reply);
                 if let Some(h) = next {
-                    self.do_handoff(&key, h);
+                    self.do_handoff(&Rc::from(key), h);
                 }
             }
-            Handle::Shared(shared) => match shared.add(id) {
-                (None, Some((fd, ty))) => {
-                    let raw = fd.as_raw_fd();
-                    trace::step(&format!(
-                        "reply to worker {id}: errno 0, with the bound socket (fd {raw})"
-                    ));
-                    let (msg, _) = utils::envelope(&reply(Some(0), None));
-                    if let Some(ch) = self.channel(id) {
-                        ch.send_handle(msg, fd, ty);
-                    }
+            Added::Shared(fd, ty) => {
+                let raw = fd.as_raw_fd();
+                trace::step(&format!(
+                    "reply to worker {id}: errno 0, with the bound socket (fd {raw})"
+                ));
+                reply.errno = Some(0);
+                let (msg, _) = utils::envelope(&reply);
+                if let Some(ch) = self.channel(id) {
+                    ch.send_handle(msg, fd, ty);
                 }
-                (errno, _) => {
+            }
+            Added::Failed(errno) => {
+                if !replacing {
                     self.handles.remove(key);
-                    self.reply_error(id, key, ack, errno.unwrap_or(Errno::EINVAL));
                 }
-            },
+                self.reply_error(id, key, ack, errno, data);
+            }
         }
     }
 
     /// The failed-bind answer: the errno and no socket. The key is dropped, so the next
     /// worker's query tries the bind again (Node: "Gives other workers a chance to retry").
-    fn reply_error(&mut self, id: u32, key: &str, ack: u64, errno: Errno) {
+    fn reply_error(&mut self, id: u32, key: &str, ack: u64, errno: Errno, data: Value) {
         let code = -(errno as i32);
+        let kept = match self.handles.contains_key(key) {
+            true => "the key keeps its handle",
+            false => "key dropped",
+        };
         trace::step(&format!(
-            "reply to worker {id}: errno {code} ({errno:?}), no socket; key dropped"
+            "reply to worker {id}: errno {code} ({errno:?}), no socket; {kept}"
         ));
-        self.send(id, &QueryReply::new(Some(code), key, ack, None));
+        let mut reply = QueryReply::new(Some(code), key, ack, None);
+        reply.data = data;
+        self.send(id, &reply);
     }
 
     fn listening(&mut self, id: u32, msg: ServerMessage) {
@@ -426,14 +523,19 @@ impl Primary {
 }
 
 // ANCHOR: key
-/// The key `queryServer` builds: `${address}:${port}:${addressType}:${fd}:${index}`, with
+/// The key `queryServer` builds: `${address}:${port}:${addressType}:${fd}`, then `:${index}`
+/// (v20: always; v22+: only for port 0 — see [`NodeLine::key_has_index`]), with
 /// JavaScript's spelling of a missing value: `null` for no host, `undefined` for no fd.
-fn key(msg: &ServerMessage) -> String {
+fn key(msg: &ServerMessage, node: NodeLine) -> String {
     let q = &msg.query;
     let address = q.address.as_deref().unwrap_or("null");
     let fd = q.fd.map_or("undefined".to_string(), |f| f.to_string());
+    let key = format!("{address}:{}:{}:{fd}", q.port, q.address_type);
+    if !node.key_has_index(q.port) {
+        return key;
+    }
     let index = msg.index.map_or("undefined".to_string(), |i| i.to_string());
-    format!("{address}:{}:{}:{fd}:{index}", q.port, q.address_type)
+    format!("{key}:{index}")
 }
 // ANCHOR_END: key
 

@@ -80,6 +80,8 @@ impl NewConnLine {
 #[derive(Debug)]
 pub struct RoundRobinHandle {
     pub key: Rc<str>,
+    /// `handle.data`: the first worker's `data`, sent to every worker (set by the primary).
+    pub data: serde_json::Value,
     /// Which handle this is, among all made in this process: a key can be dropped and made
     /// again, with a new socket, and the event loop must tell the two apart.
     serial: u64,
@@ -109,6 +111,7 @@ impl RoundRobinHandle {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
             key: Rc::from(key),
+            data: serde_json::Value::Null,
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             newconn: NewConnLine::new(key),
             server,

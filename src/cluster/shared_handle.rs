@@ -21,6 +21,8 @@ use crate::sys::{self, Transport};
 #[derive(Debug)]
 pub struct SharedHandle {
     pub key: String,
+    /// `handle.data`: the first worker's `data`, sent to every worker (set by the primary).
+    pub data: serde_json::Value,
     workers: Vec<u32>,
     /// The bound socket (`null` in Node when the bind failed).
     handle: Option<Rc<OwnedFd>>,
@@ -49,6 +51,7 @@ impl SharedHandle {
         };
         Self {
             key: key.to_string(),
+            data: serde_json::Value::Null,
             workers: Vec::new(),
             handle,
             errno,

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 
 use crate::cluster::guard::BindPolicy;
 use crate::cluster::primary::{Primary, Settings};
+use crate::cluster::version::NodeLine;
 use crate::cluster::{self, SchedulingPolicy};
 use crate::sys;
 use crate::trace;
@@ -118,6 +119,19 @@ pub struct LabArgs {
     /// loopback ports from 1024 up, plus the --host and --port given here.
     #[arg(long)]
     pub bind_any: bool,
+    /// Which Node's cluster code the mirror follows: 20 (the article's), 22, 24 or 26
+    #[arg(long = "node", default_value_t = 24, value_parser = parse_node_major)]
+    pub node: u32,
+}
+
+/// `--node`: a major version the mirror knows.
+pub fn parse_node_major(s: &str) -> Result<u32, String> {
+    let major: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a Node major version"))?;
+    NodeLine::from_major(major)
+        .map(NodeLine::major)
+        .ok_or_else(|| format!("Node {major}: the mirror follows 20, 22, 24 or 26"))
 }
 
 impl Default for LabArgs {
@@ -143,6 +157,7 @@ impl Default for LabArgs {
             exec_workers: Vec::new(),
             no_syscalls: false,
             bind_any: false,
+            node: 24,
         }
     }
 }
@@ -270,6 +285,8 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
     };
     let any = args.bind_any || !host.is_loopback() || (1..1024).contains(&args.port);
     lab.primary.set_bind_policy(BindPolicy { any });
+    lab.primary
+        .set_node(NodeLine::from_major(args.node).unwrap_or_default());
     if args.record_wire {
         lab.log = Some(lab.primary.record_wire());
     }

@@ -151,3 +151,9 @@ pub fn marked_once(value: &str) -> Vec<Marked> {
         })
         .collect()
 }
+
+/// A port free on 127.0.0.1 right now (the kernel picks it; the listener is closed at once).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
