@@ -35,6 +35,9 @@ pub struct ListenOptions {
     pub exclusive: bool,
     /// 0 means "Node's default", 511.
     pub backlog: i32,
+    /// `reusePort: true` (Node 22.23.5+, 24, 26): `SO_REUSEPORT` on the socket, and, in a
+    /// worker, `exclusive` too — each worker binds its own socket and the kernel balances.
+    pub reuse_port: bool,
 }
 
 impl ListenOptions {
@@ -45,6 +48,7 @@ impl ListenOptions {
             port,
             exclusive: false,
             backlog: 0,
+            reuse_port: false,
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct Server {
     /// `server._connectionKey`: `4:127.0.0.1:8000`, set once listening.
     connection_key: Option<String>,
     address: Option<SocketAddr>,
+    /// `UV_TCP_REUSEPORT` in the `flags` Node passes down to `bind` (`getFlags`). Node hands
+    /// the flags from call to call; we keep them on the server, which makes one call.
+    reuse_port: bool,
 }
 
 impl Server {
@@ -108,6 +115,7 @@ impl Server {
             handle: None,
             connection_key: None,
             address: None,
+            reuse_port: false,
         }
     }
 
@@ -116,13 +124,16 @@ impl Server {
     /// then calls `listenInCluster` with the address, port, family and `exclusive`.
     pub fn listen(&mut self, opts: &ListenOptions) -> ListenStep {
         let address_type = AddressType::tcp_for(opts.host);
+        // `if (options.reusePort === true) options.exclusive = true;` (net.js, v22.23.5+)
+        self.reuse_port = opts.reuse_port;
+        let exclusive = opts.exclusive || opts.reuse_port;
         listen_in_cluster(
             self,
             opts.host,
             opts.port,
             address_type,
             opts.backlog,
-            opts.exclusive,
+            exclusive,
         )
     }
     // ANCHOR_END: listen
@@ -168,7 +179,7 @@ impl Server {
     ) -> Result<SocketAddr, NetError> {
         let host = address.to_string();
         if self.handle.is_none() {
-            let handle = create_server_handle(address, port)
+            let handle = create_server_handle(address, port, self.reuse_port)
                 .map_err(|e| NetError::uv("listen", e, Some(&host), port))?;
             self.handle = Some(ServerHandle::Tcp(handle));
         }
@@ -246,8 +257,12 @@ pub fn listen_in_cluster(
 // ANCHOR: create_server_handle
 /// `createServerHandle`: a new TCP handle, bound but **not** listening. The primary's
 /// `SharedHandle` uses exactly this, so what it sends workers is a bound, silent socket.
-pub fn create_server_handle(address: IpAddr, port: u16) -> Result<TcpHandle, Errno> {
-    TcpHandle::bind(SocketAddr::new(address, port))
+pub fn create_server_handle(
+    address: IpAddr,
+    port: u16,
+    reuse_port: bool,
+) -> Result<TcpHandle, Errno> {
+    TcpHandle::bind(SocketAddr::new(address, port), reuse_port)
 }
 // ANCHOR_END: create_server_handle
 
@@ -320,6 +335,9 @@ pub fn trace_listen_call(server: &Server, opts: &ListenOptions) {
     );
     if opts.exclusive {
         s.push_str(", exclusive: true");
+    }
+    if opts.reuse_port {
+        s.push_str(", reusePort: true");
     }
     s.push_str(" })");
     trace::step(&s);

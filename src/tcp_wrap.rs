@@ -29,11 +29,15 @@ pub struct TcpHandle {
 
 impl TcpHandle {
     // ANCHOR: uv_tcp_bind
-    /// `uv__tcp_bind`: socket, `SO_REUSEADDR` (always), bind. A bind `EADDRINUSE` is *kept*,
-    /// not returned; any other bind error is returned at once.
-    pub fn bind(addr: SocketAddr) -> Result<TcpHandle, Errno> {
+    /// `uv__tcp_bind`: socket, `SO_REUSEADDR` (always), `SO_REUSEPORT` with
+    /// `UV_TCP_REUSEPORT` (libuv 1.49+), bind. A bind `EADDRINUSE` is *kept*, not returned;
+    /// any other bind error is returned at once.
+    pub fn bind(addr: SocketAddr, reuse_port: bool) -> Result<TcpHandle, Errno> {
         let fd = sys::socket(addr.ip(), Transport::Tcp)?;
         sys::set_reuseaddr(fd.as_fd())?;
+        if reuse_port {
+            sys::set_reuseport(fd.as_fd())?;
+        }
         match sys::bind(fd.as_fd(), addr) {
             Ok(()) => Ok(TcpHandle {
                 fd,

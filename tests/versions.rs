@@ -139,3 +139,42 @@ fn the_key_has_the_index_in_v20_and_only_for_port_0_later() {
         );
     }
 }
+
+#[test]
+fn reuse_port_real_node_binds_in_the_worker_from_22() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/reuse-port-worker.js");
+    for major in [20, 22, 24, 26] {
+        let Some(node) = node(major) else { continue };
+        let mut cmd = Command::new(node);
+        cmd.arg(&script)
+            .env("PORT", common::free_port().to_string());
+        let run = common::run(cmd, Duration::from_secs(30));
+        let held = major == 20; // Node 20 ignores reusePort: the primary's round robin
+        let want = format!("primary holds a listening socket: {held}");
+        assert!(run.stdout.contains(&want), "node {major}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn reuse_port_mirror_binds_in_every_worker_from_22() {
+    for major in [20, 24] {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "lab",
+            "--workers",
+            "2",
+            "--connections",
+            "4",
+            "--reuse-port",
+        ])
+        .args(["--node", &major.to_string()]);
+        let run = common::run(cmd, Duration::from_secs(30));
+        let reuseport = run.stdout.matches("SO_REUSEPORT").count();
+        let queries = run.stdout.matches("queryServer from worker").count();
+        match major {
+            20 => assert!(reuseport == 0 && queries == 2, "{}", run.stdout),
+            _ => assert!(reuseport == 2 && queries == 0, "{}", run.stdout),
+        }
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+    }
+}

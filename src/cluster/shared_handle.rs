@@ -42,7 +42,7 @@ impl SharedHandle {
                 HandleType::DgramNative,
             )
         } else {
-            let tcp = net::create_server_handle(address, port).map(|h| h.into_fd());
+            let tcp = net::create_server_handle(address, port, false).map(|h| h.into_fd());
             (tcp, HandleType::NetNative)
         };
         let (handle, errno) = match result {

@@ -70,6 +70,10 @@ pub struct LabArgs {
     /// listen({ exclusive: true }): every worker binds for itself
     #[arg(long)]
     pub exclusive: bool,
+    /// listen({ reusePort: true }) (Node 22+; Node 20 ignores it): every worker binds its own
+    /// socket with SO_REUSEPORT and the kernel balances connections
+    #[arg(long, conflicts_with = "udp")]
+    pub reuse_port: bool,
     /// UDP sockets (dgram) instead of TCP servers
     #[arg(long)]
     pub udp: bool,
@@ -143,6 +147,7 @@ impl Default for LabArgs {
             port: 0,
             servers_per_worker: 1,
             exclusive: false,
+            reuse_port: false,
             udp: false,
             handle_errors: false,
             connections: 0,
@@ -256,11 +261,19 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
         Some(PolicyArg::None) => SchedulingPolicy::None,
         None => cluster::scheduling_policy_from_env(),
     };
+    // reusePort on port 0 would give every worker a port of its own (each binds port 0 by
+    // itself): the lab picks one free port for all of them, as a user would.
+    let port = match (args.reuse_port, args.port) {
+        (true, 0) => crate::loopback::free_port()
+            .map_err(|e| LabError::BadInput(format!("no free port for --reuse-port: {e}")))?,
+        (_, port) => port,
+    };
     let plan = WorkerPlan {
         host,
-        port: args.port,
+        port,
         servers: args.servers_per_worker,
         exclusive: args.exclusive,
+        reuse_port: args.reuse_port,
         udp: args.udp,
         handle_errors: args.handle_errors,
     };

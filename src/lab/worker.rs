@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::sys::Errno;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::WORKER_ENV;
 use crate::cluster;
 use crate::cluster::child::{self, GotHandle, Runtime, WorkerEvent};
+use crate::cluster::version::NodeLine;
 use crate::errors::NetError;
 use crate::http;
 use crate::net::{self, AddressType, ListenOptions, ListenStep, Server, ServerHandle};
@@ -20,34 +21,26 @@ use crate::sys::{self, Transport};
 use crate::tcp_wrap::TcpHandle;
 use crate::trace;
 
-/// The worker's part of the configuration, handed over in [`WORKER_ENV`].
-#[derive(Debug, Clone)]
+/// The worker's part of the configuration, handed over in [`WORKER_ENV`] as JSON.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct WorkerPlan {
     pub(super) host: IpAddr,
     pub(super) port: u16,
     pub(super) servers: u32,
     pub(super) exclusive: bool,
+    /// `listen({ reusePort: true })` (ignored when following Node 20, which has no such option).
+    pub(super) reuse_port: bool,
     pub(super) udp: bool,
     pub(super) handle_errors: bool,
 }
 
 impl WorkerPlan {
     pub(super) fn to_env(&self) -> String {
-        json!({"host": self.host.to_string(), "port": self.port, "servers": self.servers,
-               "exclusive": self.exclusive, "udp": self.udp, "handle_errors": self.handle_errors})
-        .to_string()
+        serde_json::to_string(self).expect("a plan always serializes")
     }
 
     fn from_env() -> Option<Self> {
-        let v: Value = serde_json::from_str(&std::env::var(WORKER_ENV).ok()?).ok()?;
-        Some(Self {
-            host: v.get("host")?.as_str()?.parse().ok()?,
-            port: u16::try_from(v.get("port")?.as_u64()?).ok()?,
-            servers: u32::try_from(v.get("servers")?.as_u64()?).ok()?,
-            exclusive: v.get("exclusive")?.as_bool()?,
-            udp: v.get("udp")?.as_bool()?,
-            handle_errors: v.get("handle_errors")?.as_bool()?,
-        })
+        serde_json::from_str(&std::env::var(WORKER_ENV).ok()?).ok()
     }
 }
 
@@ -302,6 +295,7 @@ impl LabWorker {
         let mut server = Server::new(&format!("server {}", i + 1));
         let mut opts = ListenOptions::new(self.plan.host, self.plan.port);
         opts.exclusive = self.plan.exclusive;
+        opts.reuse_port = self.plan.reuse_port && NodeLine::from_env().has_reuse_port();
         net::trace_listen_call(&server, &opts);
         match server.listen(&opts) {
             ListenStep::Listening(addr) => {
