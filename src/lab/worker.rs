@@ -29,6 +29,8 @@ pub(super) struct WorkerPlan {
     pub(super) servers: u32,
     pub(super) exclusive: bool,
     /// `listen({ reusePort: true })` (ignored when following Node 20, which has no such option).
+    /// Absent means false, so a plan written by hand (`tests/node/primary.js`) still reads.
+    #[serde(default)]
     pub(super) reuse_port: bool,
     pub(super) udp: bool,
     pub(super) handle_errors: bool,
