@@ -7,6 +7,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
+use cluster_walkthrough::node_source::{Want, find_node};
 use cluster_walkthrough::strace::{self, CallCounts, Scenario};
 use cluster_walkthrough::{lab, trace};
 
@@ -45,8 +46,8 @@ fn role(role: HelperRole) -> ExitCode {
 /// Our side: this program again in the role `lab <flags>` (`cluster-walkthrough chapter 10
 /// lab <flags>` when the chapter runs inside `cluster-walkthrough`).
 fn ours(ctx: &Ctx, sc: &Scenario) -> Result<Command, ChapterError> {
-    let flags = sc.lab_args.iter().map(String::as_str);
-    ctx.role_command(std::iter::once("lab").chain(flags))
+    let flags = sc.lab_args_for(ctx.node);
+    ctx.role_command(std::iter::once("lab").chain(flags.iter().map(String::as_str)))
 }
 // ANCHOR_END: role
 
@@ -75,12 +76,26 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         (0, Some(p)) => p,
         _ => ctx.pick_port()?,
     };
+    let node = match find_node(Want::Major(ctx.node)) {
+        Ok(node) => node,
+        Err(e) => {
+            trace::raw(&format!(
+                "skipped: {e}; this chapter runs that Node under strace"
+            ));
+            return Ok(());
+        }
+    };
+    trace::raw(&format!(
+        "Node {} under strace, against the mirror following it (--node {})",
+        ctx.node, ctx.node
+    ));
+    trace::raw("");
     let mut differ = 0;
     for sc in strace::scenarios(port) {
-        let theirs = traced(&sc.node_command(), "node")?;
+        let theirs = traced(&sc.node_command_with(&node.path), "node")?;
         let ours = traced(&ours(ctx, &sc)?, "ours")?;
         trace::raw(sc.title);
-        for line in sc.commands().lines() {
+        for line in sc.commands(ctx.node).lines() {
             trace::raw(&format!("  {line}"));
         }
         for line in strace::table(&theirs, &ours).lines() {

@@ -24,6 +24,9 @@ use cluster_walkthrough::strace::{self, CallCounts, CallKind, Scenario, Side};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 const LIMIT: Duration = Duration::from_secs(30);
+/// The `node` on PATH these tests run: Debian's v20 (the article's Node). The other lines
+/// are compared in `every_installed_node_line_matches_the_mirror_following_it`.
+const PATH_NODE: u32 = 20;
 
 fn tools() -> bool {
     match strace::missing_tools() {
@@ -80,7 +83,7 @@ fn traced(cmd: &Command) -> CallCounts {
 fn both(sc: &Scenario) -> (CallCounts, CallCounts) {
     let node = traced(&sc.node_command());
     let mut ours = Command::new(BIN);
-    ours.arg("lab").args(&sc.lab_args);
+    ours.arg("lab").args(sc.lab_args_for(PATH_NODE));
     (node, traced(&ours))
 }
 
@@ -119,7 +122,7 @@ fn eagain(s: &CallCounts, side: Side) -> u32 {
 }
 
 fn snapshot(name: &str, sc: &Scenario, node: &CallCounts, ours: &CallCounts) {
-    let out = format!("{}{}", sc.commands(), strace::table(node, ours));
+    let out = format!("{}{}", sc.commands(PATH_NODE), strace::table(node, ours));
     let mut s = common::settings();
     s.add_filter(r"(scenario-exclusive\.js|--port) \d+", "$1 [PORT]");
     s.bind(|| insta::assert_snapshot!(name, out));
@@ -226,7 +229,13 @@ fn udp_the_primary_binds_without_reuseaddr_and_the_workers_set_it() {
 
 #[test]
 fn chapter_10_prints_the_four_tables() {
+    use cluster_walkthrough::node_source::{Want, find_node};
     if !tools() {
+        return;
+    }
+    // The chapter follows Node 24 unless told otherwise.
+    if find_node(Want::Major(24)).is_err() {
+        eprintln!("skipped: node 24 not installed (scripts/install-node-versions 24.22.3)");
         return;
     }
     let run = common::chapter(env!("CARGO_BIN_EXE_ch10-against-node"), &[]);
@@ -260,4 +269,32 @@ fn a_run_that_hangs_is_killed_with_every_process_it_started() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Every Node line installed, each against the mirror following it (`--node N`): the same
+/// calls per role, as for v20 above. Node 24 and 26 ship a newer libuv (1.5x); this is where
+/// a change in what it asks of the kernel would show.
+#[test]
+fn every_installed_node_line_matches_the_mirror_following_it() {
+    if !tools() {
+        return;
+    }
+    use cluster_walkthrough::node_source::{Want, find_node};
+    for major in [22, 24, 26] {
+        let node = match find_node(Want::Major(major)) {
+            Ok(n) => n,
+            Err(_) => {
+                eprintln!("skipped: node {major} not installed (scripts/install-node-versions)");
+                continue;
+            }
+        };
+        for slug in ["rr", "none", "exclusive", "udp"] {
+            let sc = scenario(slug);
+            let theirs = traced(&sc.node_command_with(&node.path));
+            let mut ours = Command::new(BIN);
+            ours.arg("lab").args(sc.lab_args_for(major));
+            let ours = traced(&ours);
+            assert_same(&theirs, &ours);
+        }
+    }
 }

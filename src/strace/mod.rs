@@ -1,5 +1,5 @@
 //! The referee: run a program under `strace -f`, read what it wrote, and count who made which
-//! socket call. Chapter 10 and `tests/strace_compare.rs` use it to put real Node v20 and our
+//! socket call. Chapter 10 and `tests/strace_compare.rs` use it to put real Node (20, 22, 24, 26) and our
 //! mirror side by side, scenario by scenario (see [`scenarios()`]).
 //!
 //! Nothing here mirrors Node. The reading is pure (text in, counts out) and unit-tested on

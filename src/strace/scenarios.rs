@@ -31,19 +31,30 @@ impl Scenario {
 
     /// Node's side: `node <script> [args]`, ready for [`run`].
     pub fn node_command(&self) -> Command {
-        let mut cmd = Command::new("node");
+        self.node_command_with(Path::new("node"))
+    }
+
+    /// Node's side with a given Node binary (another version than the one on `PATH`).
+    pub fn node_command_with(&self, node: &Path) -> Command {
+        let mut cmd = Command::new(node);
         cmd.arg(self.script_path()).args(&self.node_args);
         cmd
     }
 
-    /// The two commands as a reader would type them, one line each:
-    /// `node: node tests/node/scenario-rr.js` and `ours: lab --workers 2 --connections 2`.
-    pub fn commands(&self) -> String {
+    /// Our side's `lab` flags when following Node `major`.
+    pub fn lab_args_for(&self, major: u32) -> Vec<String> {
+        let node = ["--node".to_string(), major.to_string()];
+        self.lab_args.iter().cloned().chain(node).collect()
+    }
+
+    /// The two commands as a reader would type them, one line each, for Node `major`:
+    /// `node: node tests/node/scenario-rr.js` and `ours: lab --workers 2 --connections 2 --node 24`.
+    pub fn commands(&self, major: u32) -> String {
         let node = std::iter::once(self.script()).chain(self.node_args.iter().cloned());
         format!(
             "node: node {}\nours: lab {}\n",
             node.collect::<Vec<_>>().join(" "),
-            self.lab_args.join(" ")
+            self.lab_args_for(major).join(" ")
         )
     }
 }
