@@ -23,12 +23,18 @@ fn script(name: &str) -> String {
 /// Our primary with Node workers: `lab --json <args> --exec node <script>`. Returns the summary
 /// and the run (for stderr and the exit code).
 fn lab_with_node(args: &[&str], script_name: &str) -> (Value, common::Run) {
+    lab_with("node", 20, args, script_name)
+}
+
+/// The lab following Node `major`, its workers that Node binary running `script_name`.
+fn lab_with(node: &str, major: u32, args: &[&str], script_name: &str) -> (Value, common::Run) {
     let mut cmd = Command::new(BIN);
     cmd.arg("lab")
         .arg("--json")
+        .args(["--node", &major.to_string()])
         .args(args)
         .arg("--exec")
-        .arg("node")
+        .arg(node)
         .arg(script(script_name));
     let run = common::run(cmd, Duration::from_secs(60));
     let last = run.stdout.lines().last().unwrap_or("{}");
@@ -296,5 +302,32 @@ fn current_node_primaries_see_every_disconnect() {
             let kill = node_primary_with(&node, "rr", Some("2"));
             assert!(kill["exits"].is_object(), "node {major}, run {run}: {kill}");
         }
+    }
+}
+
+/// Real Node 22, 24 and 26 workers under our primary following the same line, both
+/// policies: every worker answers in turn (round robin) or at all (SCHED_NONE).
+#[test]
+fn current_node_workers_under_our_primary() {
+    for major in [22, 24, 26] {
+        let Some(node) = installed_node(major) else {
+            continue;
+        };
+        let (s, run) = lab_with(
+            &node,
+            major,
+            &["--workers", "3", "--connections", "6"],
+            "http-worker.js",
+        );
+        let rr: Vec<Option<u64>> = [1, 2, 3, 1, 2, 3].into_iter().map(Some).collect();
+        assert_eq!(common::answered(&s), rr, "node {major}: {}", run.stderr);
+        let args = ["--workers", "2", "--connections", "6", "--policy", "none"];
+        let (s, run) = lab_with(&node, major, &args, "http-worker.js");
+        let answered = common::answered(&s);
+        assert!(
+            answered.iter().all(Option::is_some),
+            "node {major}: {answered:?} {}",
+            run.stderr
+        );
     }
 }
