@@ -53,6 +53,13 @@ def misbehave():
         send({"cmd": "NODE_CLUSTER", "act": "x", "pad": "y" * (3 << 20)})
     elif CASE == "endless-line":
         chan.sendall(b'{"cmd":"' + b"z" * (2 << 20))
+    elif CASE == "ack-flood":
+        # exitedAfterDisconnect asks for an {ack}; ask 1M times (~66 MB) and never read one.
+        lines = [json.dumps({"cmd": "NODE_CLUSTER", "act": "exitedAfterDisconnect", "seq": s},
+                            separators=(",", ":")) for s in range(10_000)]
+        chunk = ("\n".join(lines) + "\n").encode()
+        for _ in range(100):
+            chan.sendall(chunk)
     elif CASE == "mid-line-close":
         chan.sendall(b'{"cmd":"NODE_CLUS')
         os._exit(0)

@@ -103,6 +103,7 @@ impl Primary {
             }
         }
         self.flush_all();
+        self.drop_overflowed();
         self.reap();
         let mut out = vec![Ready::default(); extra.len()];
         for r in ready.iter().filter(|r| r.token >= EXTRA) {
@@ -183,6 +184,20 @@ impl Primary {
             if let Some(ch) = w.channel.as_mut().filter(|ch| ch.wants_write()) {
                 ch.flush();
             }
+        }
+    }
+
+    /// A worker that stopped reading while replies piled up for it (see
+    /// [`crate::channel::MAX_QUEUED`]) is dropped, once: its channel stopped queueing when it
+    /// overflowed, and dropping the worker frees what it holds.
+    fn drop_overflowed(&mut self) {
+        let overflowed: Vec<(u32, ChannelError)> = self
+            .workers
+            .values()
+            .filter_map(|w| Some((w.id, w.channel.as_ref()?.overflow()?)))
+            .collect();
+        for (id, e) in overflowed {
+            self.on_protocol_error(id, &e);
         }
     }
 
