@@ -217,6 +217,12 @@ fn a_query_flood_stops_at_the_per_worker_limit_and_the_others_keep_serving() {
         .filter(|w| w.contains("refused: holds 64 servers"))
         .count();
     assert!(refused > 0 && refused == p.len(), "{p:?}");
+    // 137 refusals (136 of the flood, and the honest query after it): six told, then a count.
+    assert_eq!(p.len(), 7, "{p:?}");
+    assert!(
+        p[6].starts_with("worker 2: 137 problems of this kind in all"),
+        "{p:?}"
+    );
     let answered: Vec<Option<u64>> = common::answered(&s);
     assert!(
         answered.iter().all(|w| matches!(w, Some(1) | Some(3))) && answered.len() == 6,
@@ -242,6 +248,42 @@ fn a_worker_that_never_reads_its_replies_is_dropped_and_memory_stays_bounded() {
         common::answered(&f.summary),
         [1, 3, 1, 3, 1, 3].map(Some),
         "the other workers keep answering"
+    );
+    assert!(
+        f.peak_rss_kb > 0 && f.peak_rss_kb < PRIMARY_RSS_BOUND_KB,
+        "the primary peaked at {} kB",
+        f.peak_rss_kb
+    );
+    assert!(f.took < Duration::from_secs(10), "took {:?}", f.took);
+}
+
+#[test]
+fn a_flood_of_unknown_acts_is_counted_not_kept() {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    let f = flood("act-flood", Duration::from_secs(30));
+    let p = problems(&f.summary);
+    // Five told, the sixth with the note, and the count when the worker goes.
+    assert_eq!(p.len(), 7, "{p:?}");
+    assert!(
+        p[..6]
+            .iter()
+            .all(|w| w.starts_with("worker 2 sent an unknown act \"frobnicate-")),
+        "{p:?}"
+    );
+    assert!(
+        p[5].ends_with("(further problems of this kind from worker 2 are counted, not shown)"),
+        "{p:?}"
+    );
+    assert!(
+        p[6].starts_with("worker 2: 100000 problems of this kind in all, 6 shown; the first: "),
+        "{p:?}"
+    );
+    assert_eq!(
+        common::answered(&f.summary),
+        [1, 2, 3, 1, 2, 3].map(Some),
+        "the flooder is ignored, not dropped"
     );
     assert!(
         f.peak_rss_kb > 0 && f.peak_rss_kb < PRIMARY_RSS_BOUND_KB,
