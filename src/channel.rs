@@ -15,8 +15,11 @@
 //! * several lines may arrive in one read, one line may span reads, and an fd that arrives
 //!   before its line is complete waits for it.
 //!
-//! Where we are stricter than Node on purpose: a line has a length limit ([`MAX_LINE`]), and a
-//! line that is not JSON is an error we report instead of an exception that kills the process.
+//! Where we are stricter than Node on purpose: a line has a length limit ([`MAX_LINE`]), a
+//! line that is not JSON is an error we report instead of an exception that kills the process,
+//! and what waits to go out has a limit too ([`MAX_QUEUED`]): a peer that stops reading
+//! cannot make us hold its replies forever. Past the limit the channel stops queueing and
+//! says so ([`ChannelError::Overflowed`]); its owner then lets the peer go.
 //!
 //! Where we are faster than Node on purpose, and only while nothing is traced (see
 //! [`trace::enabled`]): plain messages queued in one turn of the event loop go out together,
@@ -61,6 +64,10 @@ pub enum ChannelError {
         "sent more file descriptors in one message than a read has room for (MSG_CTRUNC); the ones that arrived were closed"
     )]
     TruncatedFds,
+    /// The peer stopped reading: more than [`MAX_QUEUED`] bytes wait for it. What was sent
+    /// after that was dropped.
+    #[error("stopped reading its channel: {queued} bytes queued")]
+    Overflowed { queued: usize },
     #[error("channel {syscall} failed: {errno}")]
     Sys { syscall: &'static str, errno: Errno },
 }
@@ -86,17 +93,24 @@ struct Outgoing {
     fd: Option<Rc<OwnedFd>>,
 }
 
-/// A message waiting for the peer's `NODE_HANDLE_ACK` before it may go out.
+/// A message waiting for the peer's `NODE_HANDLE_ACK` before it may go out, rendered
+/// already (so that what it costs is known while it waits).
 struct Held {
-    msg: Value,
+    /// The line, without its `\n`.
+    line: Vec<u8>,
     fd: Option<(Rc<OwnedFd>, HandleType)>,
-    /// The whole `NODE_HANDLE` line, when the sender rendered it already
-    /// ([`Channel::send_handle_line`]); `msg` is unused then.
-    line: Option<Vec<u8>>,
 }
 
 /// How big a read may be: what one `recvmsg` asks for (libuv reads 64 KiB too).
 const READ_SIZE: usize = 64 * 1024;
+
+/// The most bytes one channel holds for its peer, counting what waits for the socket and
+/// what waits behind an unacknowledged handle: 8 MiB. Node has no limit (a peer that never
+/// reads makes the sender's memory grow until it dies). An honest peer reads as it goes: the
+/// lab's busiest run keeps a few KiB queued, and the kernel's own buffer takes the first
+/// ~200 KiB before anything queues here at all. Past the limit the channel drops what is
+/// sent and reports [`ChannelError::Overflowed`] (see [`Channel::overflow`]).
+pub const MAX_QUEUED: usize = 8 << 20;
 
 /// One end of the channel.
 pub struct Channel {
@@ -108,6 +122,11 @@ pub struct Channel {
     out: VecDeque<Outgoing>,
     /// `_handleQueue`: everything sent after a handle, until the peer ACKs it.
     held: VecDeque<Held>,
+    /// Bytes in `out` not sent yet plus bytes in `held`, each line with its `\n`: what
+    /// [`MAX_QUEUED`] bounds.
+    queued: usize,
+    /// The peer let more than [`MAX_QUEUED`] bytes pile up; nothing is queued any more.
+    overflowed: bool,
     awaiting_ack: bool,
     closed: bool,
     /// Things the peer did that the channel dealt with but someone should hear about.
@@ -132,6 +151,8 @@ impl Channel {
             decoder: Decoder::new(),
             out: VecDeque::new(),
             held: VecDeque::new(),
+            queued: 0,
+            overflowed: false,
             awaiting_ack: false,
             closed: false,
             recorder: None,
@@ -176,19 +197,46 @@ impl Channel {
         !self.out.is_empty()
     }
 
+    /// How many bytes wait for the peer (to be written, or behind a handle it has not
+    /// acknowledged).
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// [`ChannelError::Overflowed`] once the peer let more than [`MAX_QUEUED`] bytes pile
+    /// up: from then on what is sent is dropped, and the owner should let the peer go.
+    pub fn overflow(&self) -> Option<ChannelError> {
+        self.overflowed.then_some(ChannelError::Overflowed {
+            queued: self.queued,
+        })
+    }
+
+    /// Whether `len` more bytes may be queued. The first time they may not, the channel
+    /// marks itself overflowed; it stays so.
+    fn admit(&mut self, len: usize) -> bool {
+        if !self.overflowed && self.queued + len > MAX_QUEUED {
+            self.overflowed = true;
+        }
+        !self.overflowed
+    }
+
+    /// Hold a rendered line until the peer acknowledges the handle we wait on.
+    fn hold(&mut self, line: Vec<u8>, fd: Option<(Rc<OwnedFd>, HandleType)>) {
+        if self.admit(line.len() + 1) {
+            self.queued += line.len() + 1;
+            self.held.push_back(Held { line, fd });
+        }
+    }
+
     // ANCHOR: send
     /// `process.send(message)` / `target._send`: queue a plain message. It waits behind an
     /// unacknowledged handle, as Node's `_handleQueue` makes it.
     pub fn send(&mut self, msg: Value) {
+        let line = msg.to_string().into_bytes();
         if self.awaiting_ack {
-            self.held.push_back(Held {
-                msg,
-                fd: None,
-                line: None,
-            });
-            return;
+            return self.hold(line, None);
         }
-        self.write_line(&msg, None);
+        self.write_bytes(line, None);
     }
 
     /// An ACK or NACK goes out at once, even past a handle we wait on ourselves: the peer
@@ -199,17 +247,8 @@ impl Channel {
 
     /// Send a message with a handle: it is wrapped in `NODE_HANDLE` and the fd rides on it.
     pub fn send_handle(&mut self, msg: Value, fd: Rc<OwnedFd>, ty: HandleType) {
-        if self.awaiting_ack {
-            self.held.push_back(Held {
-                msg,
-                fd: Some((fd, ty)),
-                line: None,
-            });
-            return;
-        }
         let wrapped = Control::Handle { ty, msg };
-        self.awaiting_ack = true;
-        self.write_bytes(wrapped.to_line(), Some(fd));
+        self.send_handle_line(wrapped.to_line(), fd, ty);
     }
     // ANCHOR_END: send
 
@@ -218,24 +257,24 @@ impl Channel {
     /// The primary's `newconn` goes this way, so a connection costs no JSON building.
     pub fn send_handle_line(&mut self, line: Vec<u8>, fd: Rc<OwnedFd>, ty: HandleType) {
         if self.awaiting_ack {
-            self.held.push_back(Held {
-                msg: Value::Null,
-                fd: Some((fd, ty)),
-                line: Some(line),
-            });
-            return;
+            return self.hold(line, Some((fd, ty)));
         }
-        self.awaiting_ack = true;
-        self.write_bytes(line, Some(fd));
+        if self.admit(line.len() + 1) {
+            self.awaiting_ack = true;
+            self.enqueue(line, Some(fd));
+        }
     }
 
-    fn write_line(&mut self, msg: &Value, fd: Option<Rc<OwnedFd>>) {
-        self.write_bytes(msg.to_string().into_bytes(), fd);
+    /// Queue one line (given without its `\n`), if the bound allows it.
+    fn write_bytes(&mut self, line: Vec<u8>, fd: Option<Rc<OwnedFd>>) {
+        if self.admit(line.len() + 1) {
+            self.enqueue(line, fd);
+        }
     }
 
     /// Queue one line (given without its `\n`) and, unless it may wait for the end of the
     /// turn (see the module's doc), write what the socket takes now.
-    fn write_bytes(&mut self, mut line: Vec<u8>, fd: Option<Rc<OwnedFd>>) {
+    fn enqueue(&mut self, mut line: Vec<u8>, fd: Option<Rc<OwnedFd>>) {
         if self.recorder.is_some() || trace::wire_enabled() {
             let text = String::from_utf8_lossy(&line).into_owned();
             self.record(true, &text, fd.is_some());
@@ -248,6 +287,7 @@ impl Channel {
             }
         }
         line.push(b'\n');
+        self.queued += line.len();
         let batch = fd.is_none() && !trace::enabled();
         match self.out.back_mut() {
             // A plain line joins the plain bytes already waiting: one send for both.
@@ -267,8 +307,7 @@ impl Channel {
     pub fn flush(&mut self) {
         while let Some(head) = self.out.front_mut() {
             if self.closed {
-                self.out.clear();
-                return;
+                return self.discard_out();
             }
             let rest = &head.bytes[head.sent..];
             let res = match (&head.fd, head.sent) {
@@ -278,6 +317,7 @@ impl Channel {
             match res {
                 Ok(n) => {
                     head.sent += n;
+                    self.queued -= n;
                     head.fd = None; // the kernel holds its own reference now
                     if head.sent == head.bytes.len() {
                         self.out.pop_front();
@@ -286,11 +326,17 @@ impl Channel {
                 Err(Errno::EAGAIN) => return,
                 Err(_) => {
                     self.closed = true;
-                    self.out.clear();
-                    return;
+                    return self.discard_out();
                 }
             }
         }
+    }
+
+    /// The peer is gone: what waits for the socket never goes.
+    fn discard_out(&mut self) {
+        let unsent: usize = self.out.iter().map(|o| o.bytes.len() - o.sent).sum();
+        self.queued -= unsent;
+        self.out.clear();
     }
 
     /// The peer acknowledged (or refused) the handle: let the held messages go, up to and
@@ -301,10 +347,13 @@ impl Channel {
             let Some(h) = self.held.pop_front() else {
                 break;
             };
-            match (h.fd, h.line) {
-                (Some((fd, ty)), Some(line)) => self.send_handle_line(line, fd, ty),
-                (Some((fd, ty)), None) => self.send_handle(h.msg, fd, ty),
-                (None, _) => self.write_line(&h.msg, None),
+            // Counted already: it moves from one queue to the other.
+            self.queued -= h.line.len() + 1;
+            if let Some((fd, _)) = h.fd {
+                self.awaiting_ack = true;
+                self.enqueue(h.line, Some(fd));
+            } else {
+                self.enqueue(h.line, None);
             }
         }
     }
@@ -315,6 +364,9 @@ impl Channel {
     /// messages are handled here: a `NODE_HANDLE` is ACKed (or NACKed when no fd came) before
     /// anyone sees it, and an ACK/NACK releases what we held back.
     pub fn read(&mut self) -> Result<Option<Vec<Incoming>>, ChannelError> {
+        if let Some(e) = self.overflow() {
+            return Err(e);
+        }
         let got = match sys::recvmsg(self.fd.as_fd(), &mut self.rbuf) {
             Ok(r) => r,
             Err(Errno::EAGAIN) => return Ok(Some(Vec::new())),
@@ -536,6 +588,64 @@ mod tests {
         let line = b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{}}\n";
         sys::sendmsg_with_fds(a.fd(), line, &fds).expect("sendmsg");
         assert_eq!(b.read().err(), Some(ChannelError::TruncatedFds));
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_overflows_the_bound_once() {
+        let (mut a, mut b) = pair();
+        let big = json!({"cmd": "x", "pad": "y".repeat(1000)});
+        let mut sent = 0;
+        while a.overflow().is_none() {
+            a.send(big.clone());
+            a.flush();
+            sent += 1;
+            assert!(sent < 100_000, "the bound never bit");
+        }
+        assert!(a.queued() <= MAX_QUEUED, "{} queued", a.queued());
+        let before = a.queued();
+        a.send(big.clone());
+        assert_eq!(a.queued(), before, "nothing more is queued once overflowed");
+        assert_eq!(
+            a.read().err(),
+            Some(ChannelError::Overflowed { queued: before })
+        );
+        // The peer's side is untouched: it reads what did go out, in order.
+        assert!(!read_all(&mut b).is_empty());
+    }
+
+    #[test]
+    fn what_waits_behind_a_handle_counts_too() {
+        let (mut a, _b) = pair();
+        let (x, _y) = sys::socketpair().expect("socketpair");
+        a.send_handle(json!({"cmd": "h"}), Rc::new(x), HandleType::NetNative);
+        let sent = a.queued();
+        let line = json!({"cmd": "held", "pad": "z".repeat(100)});
+        let each = line.to_string().len() + 1;
+        for _ in 0..10 {
+            a.send(line.clone());
+        }
+        assert_eq!(a.queued(), sent + 10 * each);
+        while a.overflow().is_none() {
+            a.send(line.clone());
+        }
+        assert!(a.queued() <= MAX_QUEUED);
+    }
+
+    #[test]
+    fn the_count_goes_back_to_zero_once_everything_is_read() {
+        let (mut a, mut b) = pair();
+        let (x, _y) = sys::socketpair().expect("socketpair");
+        a.send(json!({"cmd": "before"}));
+        a.send_handle(json!({"cmd": "h"}), Rc::new(x), HandleType::NetNative);
+        for n in 0..100 {
+            a.send(json!({"cmd": "held", "n": n}));
+        }
+        assert!(a.queued() > 0);
+        assert_eq!(read_all(&mut b).len(), 2);
+        assert!(read_all(&mut a).is_empty(), "the ACK releases the rest");
+        a.flush();
+        assert_eq!(read_all(&mut b).len(), 100);
+        assert_eq!(a.queued(), 0);
     }
 
     #[test]

@@ -53,12 +53,26 @@ def misbehave():
         send({"cmd": "NODE_CLUSTER", "act": "x", "pad": "y" * (3 << 20)})
     elif CASE == "endless-line":
         chan.sendall(b'{"cmd":"' + b"z" * (2 << 20))
+    elif CASE == "ack-flood":
+        # exitedAfterDisconnect asks for an {ack}; ask 1M times (~66 MB) and never read one.
+        lines = [json.dumps({"cmd": "NODE_CLUSTER", "act": "exitedAfterDisconnect", "seq": s},
+                            separators=(",", ":")) for s in range(10_000)]
+        chunk = ("\n".join(lines) + "\n").encode()
+        for _ in range(100):
+            chan.sendall(chunk)
+    elif CASE == "act-flood":
+        # 100,000 acts the primary has no method for (~6 MB), then an honest worker's life.
+        global seq
+        lines = [json.dumps({"cmd": "NODE_CLUSTER", "act": f"frobnicate-{n}", "seq": seq + n},
+                            separators=(",", ":")) for n in range(100_000)]
+        seq += 100_000
+        chan.sendall(("\n".join(lines) + "\n").encode())
     elif CASE == "mid-line-close":
         chan.sendall(b'{"cmd":"NODE_CLUS')
         os._exit(0)
     else:
         return True
-    return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd")
+    return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd", "act-flood")
 
 
 # Queries a primary must refuse, by case: beyond loopback, privileged, not an IP at all.

@@ -6,14 +6,78 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use cluster_walkthrough::helper::{self, Capture};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 
+/// The most memory the primary may use while one worker floods it: its peak resident set
+/// (`VmHWM`). A debug build peaks near 30 MB under the floods below; before the bounds, the
+/// replies to an `ack-flood` alone took it past 500 MB.
+const PRIMARY_RSS_BOUND_KB: u64 = 100 * 1024;
+
 /// Three workers, the second one fake, six connections. Returns the summary.
 fn with_fake_worker(case: &str) -> Value {
+    let cmd = fake_worker_lab(case);
+    let run = common::run(cmd, Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{case}: {}", run.stderr);
+    summary(&run.stdout)
+}
+
+/// The summary, from the last line of a `lab --json` run.
+fn summary(stdout: &str) -> Value {
+    let last = stdout.lines().last().expect("a summary");
+    let v: Value = serde_json::from_str(last).expect("JSON");
+    v["summary"].clone()
+}
+
+/// What a flood did to the primary: the run's summary, the primary's peak RSS, how long.
+struct Flooded {
+    summary: Value,
+    peak_rss_kb: u64,
+    took: Duration,
+}
+
+/// [`with_fake_worker`], watching the primary's peak resident set (`VmHWM` in
+/// `/proc/<pid>/status`, a high-water mark, so sampling every 10 ms misses nothing but the
+/// last few ms).
+fn flood(case: &str, limit: Duration) -> Flooded {
+    let start = Instant::now();
+    let mut cmd = fake_worker_lab(case);
+    cmd.env("NO_COLOR", "1");
+    let mut lab = helper::spawn(&mut cmd, Capture::Both).expect("the lab starts");
+    let status_file = format!("/proc/{}/status", lab.pid());
+    let mut peak_rss_kb = 0;
+    while lab.wait(Duration::from_millis(10)).expect("wait").is_none() {
+        peak_rss_kb = peak_rss_kb.max(vm_hwm_kb(&status_file).unwrap_or(0));
+        assert!(
+            start.elapsed() < limit,
+            "{case}: still running after {limit:?}"
+        );
+    }
+    let took = start.elapsed();
+    let done = lab.finish(Duration::from_secs(1)).expect("finished");
+    assert!(done.status.success(), "{case}: {}", done.stderr);
+    assert!(!done.stderr.contains("panicked"), "{case}: {}", done.stderr);
+    Flooded {
+        summary: summary(&done.stdout),
+        peak_rss_kb,
+        took,
+    }
+}
+
+/// `VmHWM:   12345 kB` from a `/proc/<pid>/status`.
+fn vm_hwm_kb(status_file: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(status_file).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `lab --json` with three workers, the second one `tests/fake_worker.py CASE`.
+fn fake_worker_lab(case: &str) -> Command {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_worker.py");
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -30,12 +94,7 @@ fn with_fake_worker(case: &str) -> Value {
     .arg("python3")
     .arg(script)
     .arg(case);
-    let run = common::run(cmd, Duration::from_secs(60));
-    assert_eq!(run.code, Some(0), "{case}: {}", run.stderr);
-    assert!(!run.stderr.contains("panicked"), "{case}: {}", run.stderr);
-    let last = run.stdout.lines().last().expect("a summary");
-    let v: Value = serde_json::from_str(last).expect("JSON");
-    v["summary"].clone()
+    cmd
 }
 
 fn problems(s: &Value) -> Vec<String> {
@@ -158,9 +217,78 @@ fn a_query_flood_stops_at_the_per_worker_limit_and_the_others_keep_serving() {
         .filter(|w| w.contains("refused: holds 64 servers"))
         .count();
     assert!(refused > 0 && refused == p.len(), "{p:?}");
+    // 137 refusals (136 of the flood, and the honest query after it): six told, then a count.
+    assert_eq!(p.len(), 7, "{p:?}");
+    assert!(
+        p[6].starts_with("worker 2: 137 problems of this kind in all"),
+        "{p:?}"
+    );
     let answered: Vec<Option<u64>> = common::answered(&s);
     assert!(
         answered.iter().all(|w| matches!(w, Some(1) | Some(3))) && answered.len() == 6,
         "the honest workers serve every connection: {answered:?}"
     );
+}
+
+#[test]
+fn a_worker_that_never_reads_its_replies_is_dropped_and_memory_stays_bounded() {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    // Up to 1M `exitedAfterDisconnect` (~66 MB), each answered with an `{ack}` it never reads.
+    let f = flood("ack-flood", Duration::from_secs(30));
+    let p = problems(&f.summary);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("worker 2 stopped reading its channel: ")
+            && p[0].ends_with(" bytes queued; dropping it"),
+        "{p:?}"
+    );
+    assert_eq!(
+        common::answered(&f.summary),
+        [1, 3, 1, 3, 1, 3].map(Some),
+        "the other workers keep answering"
+    );
+    assert!(
+        f.peak_rss_kb > 0 && f.peak_rss_kb < PRIMARY_RSS_BOUND_KB,
+        "the primary peaked at {} kB",
+        f.peak_rss_kb
+    );
+    assert!(f.took < Duration::from_secs(10), "took {:?}", f.took);
+}
+
+#[test]
+fn a_flood_of_unknown_acts_is_counted_not_kept() {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    let f = flood("act-flood", Duration::from_secs(30));
+    let p = problems(&f.summary);
+    // Five told, the sixth with the note, and the count when the worker goes.
+    assert_eq!(p.len(), 7, "{p:?}");
+    assert!(
+        p[..6]
+            .iter()
+            .all(|w| w.starts_with("worker 2 sent an unknown act \"frobnicate-")),
+        "{p:?}"
+    );
+    assert!(
+        p[5].ends_with("(further problems of this kind from worker 2 are counted, not shown)"),
+        "{p:?}"
+    );
+    assert!(
+        p[6].starts_with("worker 2: 100000 problems of this kind in all, 6 shown; the first: "),
+        "{p:?}"
+    );
+    assert_eq!(
+        common::answered(&f.summary),
+        [1, 2, 3, 1, 2, 3].map(Some),
+        "the flooder is ignored, not dropped"
+    );
+    assert!(
+        f.peak_rss_kb > 0 && f.peak_rss_kb < PRIMARY_RSS_BOUND_KB,
+        "the primary peaked at {} kB",
+        f.peak_rss_kb
+    );
+    assert!(f.took < Duration::from_secs(10), "took {:?}", f.took);
 }

@@ -282,6 +282,46 @@ fn udp_workers_share_one_port() {
 }
 
 #[test]
+fn a_udp_port_in_use_ends_the_lab_at_once_with_bind_eaddrinuse() {
+    let holder = std::net::UdpSocket::bind("127.0.0.1:0").expect("hold a UDP port");
+    let port = holder.local_addr().expect("addr").port().to_string();
+    for handled in [false, true] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["lab", "--json", "--workers", "2", "--udp", "--port", &port])
+            .args(["--connections", "1"]);
+        if handled {
+            cmd.arg("--handle-errors");
+        }
+        let start = std::time::Instant::now();
+        let run = common::run(cmd, Duration::from_secs(30));
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "handled {handled}: took {took:?}"
+        );
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("did not finish starting"),
+            "{}",
+            run.stderr
+        );
+        let errors: Vec<Value> = run
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == "error")
+            .collect();
+        assert_eq!(errors.len(), 2, "handled {handled}: every worker fails");
+        for e in errors {
+            // dgram's `ExceptionWithHostPort`: no colon after the code, no text.
+            assert_eq!(e["message"], format!("bind EADDRINUSE 127.0.0.1:{port}"));
+            assert_eq!(e["syscall"], "bind");
+            assert_eq!(e["errno"], -98);
+        }
+    }
+}
+
+#[test]
 fn a_sigkilled_worker_leaves_the_rotation_and_the_rest_keep_serving() {
     let l = lab(&[
         "--workers",

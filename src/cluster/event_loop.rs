@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::primary::{Handle, Primary};
 use super::round_robin_handle::{Handoff, NewConnCallback};
 use super::utils;
+use super::worker::{Event, EventBound, ProblemLog};
 use crate::channel::{Channel, ChannelError, HandleType};
 use crate::sys::{self, Epoll, Ready};
 use crate::trace;
@@ -38,6 +39,10 @@ pub(crate) struct EventLoop {
     ready: Vec<Ready>,
     /// When every worker was last checked for an exit (see [`Primary::reap`]).
     last_sweep: Option<Instant>,
+    /// The bound on the events nobody has read yet (checked after every read and turn).
+    pub(super) events: EventBound,
+    /// What each worker did wrong: counted, the first few told.
+    pub(super) problems: ProblemLog,
 }
 
 impl EventLoop {
@@ -103,7 +108,9 @@ impl Primary {
             }
         }
         self.flush_all();
+        self.drop_overflowed();
         self.reap();
+        self.event_loop.events.check(&mut self.events);
         let mut out = vec![Ready::default(); extra.len()];
         for r in ready.iter().filter(|r| r.token >= EXTRA) {
             out[(r.token - EXTRA) as usize] = *r;
@@ -186,6 +193,20 @@ impl Primary {
         }
     }
 
+    /// A worker that stopped reading while replies piled up for it (see
+    /// [`crate::channel::MAX_QUEUED`]) is dropped, once: its channel stopped queueing when it
+    /// overflowed, and dropping the worker frees what it holds.
+    fn drop_overflowed(&mut self) {
+        let overflowed: Vec<(u32, ChannelError)> = self
+            .workers
+            .values()
+            .filter_map(|w| Some((w.id, w.channel.as_ref()?.overflow()?)))
+            .collect();
+        for (id, e) in overflowed {
+            self.on_protocol_error(id, &e);
+        }
+    }
+
     fn on_channel(&mut self, id: u32, r: Ready) {
         let Some(ch) = self.channel(id) else {
             return;
@@ -205,6 +226,8 @@ impl Primary {
                 for m in messages {
                     self.on_message(id, m);
                 }
+                // One read's worth of events at most, before the bound is checked.
+                self.event_loop.events.check(&mut self.events);
                 if self
                     .workers
                     .get(&id)
@@ -245,9 +268,13 @@ impl Primary {
         self.remove_handles_for_worker(id);
         // Node's callbacks map would keep these forever (the client hangs); we close them.
         self.callbacks.retain(|cb| cb.worker != id);
+        // How many problems there were in all, where more came than were told.
+        for what in self.event_loop.problems.close(id) {
+            trace::problem(&what);
+            self.events.push_back(Event::Problem { id, what });
+        }
         trace::step(&format!("worker {id} disconnected (EOF on its channel)"));
-        self.events
-            .push_back(super::primary::Event::Disconnect { id });
+        self.events.push_back(Event::Disconnect { id });
     }
 
     // ANCHOR: reap

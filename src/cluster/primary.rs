@@ -343,10 +343,13 @@ impl Primary {
         self.problem(id, format!("worker {id} {what}; ignored"));
     }
 
-    /// Say what went wrong, in the trace and as an event.
+    /// Say what went wrong, in the trace and as an event: the first few of each kind from
+    /// each worker; the rest are counted (see `ProblemLog`).
     pub(super) fn problem(&mut self, id: u32, what: String) {
-        trace::problem(&what);
-        self.events.push_back(Event::Problem { id, what });
+        if let Some(what) = self.event_loop.problems.admit(id, what) {
+            trace::problem(&what);
+            self.events.push_back(Event::Problem { id, what });
+        }
     }
     // ANCHOR_END: onmessage
 

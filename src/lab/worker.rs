@@ -497,6 +497,10 @@ impl LabWorker {
         self.pending = self.pending.saturating_sub(1);
         let (host, port) = (self.plan.host, self.plan.port);
         let (errno, handle) = match result {
+            // dgram's `bindServerHandle` callback: `ExceptionWithHostPort(err, 'bind', ...)`.
+            Err(e) if self.plan.udp => {
+                return Err(NetError::plain("bind", e, Some(&host.to_string()), port));
+            }
             Err(e) => (Some(e), None),
             Ok(GotHandle::RoundRobin { key, sockname }) => {
                 trace::step(&format!(
