@@ -9,7 +9,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cluster_walkthrough::book::{BookError, book_root, build};
+use cluster_walkthrough::book::{self, BookError, book_root, build, build_noting};
+use cluster_walkthrough::node_source::{self, NodeBinary, Want};
 
 /// Every file under `dir` (recursively) whose name ends with `.{ext}`, sorted.
 fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -485,4 +486,82 @@ fn link_finder_matches_mdbook() {
     assert!(!has_empty_code_block(
         "<pre><code class=\"language-text\">x</code></pre>"
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// `{{#node 24 lib/FILE.js:NAME}}`: Node's lines, read from the pinned binary at build time.
+// ---------------------------------------------------------------------------------------
+
+/// The pinned release's binary, or `None` after saying in one line that the test is skipped.
+fn pinned_node() -> Option<NodeBinary> {
+    match node_source::find_node(Want::Exact(book::NODE)) {
+        Ok(node) => Some(node),
+        Err(e) => {
+            eprintln!("{}", e.skip_line().unwrap_or_else(|| panic!("{e}")));
+            None
+        }
+    }
+}
+
+/// Builds a one-page book whose page is `page`, into a temp dir; the error, if any.
+fn build_page(page: &str) -> Result<(), (PathBuf, BookError)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("book");
+    fs::create_dir_all(root.join("src")).unwrap();
+    fs::write(root.join("book.toml"), "[book]\ntitle = \"t\"\n").unwrap();
+    fs::write(root.join("src/SUMMARY.md"), "# Summary\n\n- [A](a.md)\n").unwrap();
+    fs::write(root.join("src/a.md"), page).unwrap();
+    let mut notes = Vec::new();
+    build_noting(&root, &tmp.path().join("out"), &mut |l| {
+        notes.push(l.to_string())
+    })
+    .map(drop)
+    .map_err(|e| (root.join("src/a.md"), e))
+}
+
+/// The build's error for a page holding `directive`: one line, naming the page and the
+/// directive, then why.
+fn directive_error(directive: &str) -> String {
+    let (page, err) = build_page(&format!("# A\n\n{directive}\n")).expect_err(directive);
+    assert!(matches!(err, BookError::NodeLines(_)), "{err:?}");
+    let message = err.to_string();
+    let head = format!("{}: {directive}: ", page.display());
+    assert!(message.starts_with(&head), "{message}");
+    assert!(!message.contains('\n'), "not one line: {message:?}");
+    message[head.len()..].to_string()
+}
+
+#[test]
+fn a_node_directive_that_names_nothing_fails_the_build_naming_page_and_directive() {
+    // Without a binary too: what the directive itself gets wrong.
+    let why = directive_error("{{#node 22 lib/net.js:listenInCluster}}");
+    assert!(why.contains("the book pins no release of node 22"), "{why}");
+    let why = directive_error("{{#node 24 lib/net.js}}");
+    assert!(why.contains("no `:NAME` or `:N-M`"), "{why}");
+
+    if pinned_node().is_none() {
+        return;
+    }
+    let rr = "lib/internal/cluster/round_robin_handle.js";
+    let why = directive_error(&format!(
+        "{{{{#node 24 {rr}:RoundRobinHandle.prototype.nope}}}}"
+    ));
+    assert!(
+        why.starts_with(&format!(
+            "no definition of `RoundRobinHandle.prototype.nope` in {rr} at node v24.22.3"
+        )),
+        "{why}"
+    );
+    let why = directive_error("{{#node 24 lib/internal/cluster/nope.js:RoundRobinHandle}}");
+    assert!(
+        why.starts_with("lib/internal/cluster/nope.js is not embedded in node v24.22.3"),
+        "{why}"
+    );
+    let why = directive_error(&format!("{{{{#node 24 {rr}:140-150}}}}"));
+    assert!(why.contains("lines 140-150 are not in"), "{why}");
+    // And a good one builds.
+    build_page(&format!(
+        "{{{{#node 24 {rr}:RoundRobinHandle.prototype.has}}}}\n"
+    ))
+    .unwrap_or_else(|(_, e)| panic!("{e}"));
 }
