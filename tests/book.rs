@@ -817,3 +817,23 @@ fn runs_of_three_skip_blank_lines_and_short_runs() {
     assert_eq!(runs_of_three(text), [(4, want.to_string())]);
     assert!(runs_of_three("}\n}\n};\n").is_empty());
 }
+
+/// The published book and CI's test run have Node's lines: the Pages workflow and the setup
+/// script that `.ci/run` runs both install the release the book pins.
+#[test]
+fn the_pages_workflow_and_ci_install_the_pinned_node() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pinned = Want::Exact(book::NODE).to_string();
+    for file in [".github/workflows/pages.yml", "scripts/setup-dev"] {
+        let text = read(&root.join(file));
+        let installs = text.lines().any(|line| {
+            line.contains("install-node-versions")
+                && line.split_whitespace().any(|word| word == pinned)
+                && !line.trim_start().starts_with('#')
+        });
+        assert!(
+            installs,
+            "{file} does not run install-node-versions {pinned}"
+        );
+    }
+}
