@@ -29,7 +29,7 @@ pub static CHAPTER: Chapter = Chapter {
             or received. Then one run per branch - no cluster, round robin, SCHED_NONE, exclusive, UDP,\n\
             port 0, a taken port, a killed worker - and a table of who made which syscall and what\n\
             crossed the channel.",
-    outro: "Only a process that binds can get EADDRINUSE: the primary, once per key - or an exclusive worker.",
+    outro: "Only bind(2) returns EADDRINUSE, so only a process that binds gets it from the kernel: the primary (for each worker that asks) or an exclusive worker. The workers that report it never bound: the primary sent them its errno.",
     run,
     role: Some(role),
 };

@@ -45,10 +45,23 @@ for (const [label, viewport] of [['phone', { width: 390, height: 844 }], ['deskt
       code: document.querySelectorAll('main pre code').length,
       plain: [...document.querySelectorAll('main pre code')].filter((c) => !c.className.includes('hljs')).length,
       overflow: document.documentElement.scrollWidth - window.innerWidth,
+      // A code block whose longest line is wider than the block: its end is cut off, or hidden
+      // behind a scroll bar. A block marked `diagram` (```text,diagram) keeps its columns
+      // and may scroll on a phone, never on a desktop.
+      cut: [...document.querySelectorAll('main pre code')]
+        .filter((c) => c.scrollWidth > c.clientWidth + 1)
+        .map((c) => ({
+          diagram: c.classList.contains('diagram'),
+          by: c.scrollWidth - c.clientWidth,
+          line: c.innerText.split('\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 60),
+        })),
     }));
     if (report.raw) problems.push(`${label} ${name}: raw {{# left in the page`);
     if (report.plain) problems.push(`${label} ${name}: ${report.plain} code blocks without highlighting`);
     if (report.overflow > 2) problems.push(`${label} ${name}: ${report.overflow}px wider than the screen`);
+    for (const c of report.cut.filter((c) => label === 'desktop' || !c.diagram)) {
+      problems.push(`${label} ${name}: a code block is cut by ${c.by}px: "${c.line}..."`);
+    }
     if (name !== 'print.html') {
       await page.screenshot({ path: path.join(shots, `${label}-${name}.png`), fullPage: label === 'desktop' });
     }
@@ -72,4 +85,4 @@ if (problems.length) {
   console.error(problems.join('\n'));
   process.exit(1);
 }
-console.log('ok: no console errors, no raw includes, code highlighted, fits a phone, search works');
+console.log('ok: no console errors, no raw includes, code highlighted, fits a phone, no code block cut, search works');

@@ -447,6 +447,17 @@ pub fn render_missing(d: &Directive) -> String {
     )
 }
 
+/// What `d` shows in a book built here: its excerpt, or `None` when its release is not
+/// installed (the book then shows the caption alone). For counting what a page shows, as
+/// `tests/time_boxes.rs` does.
+pub fn excerpt_here(d: &Directive) -> Result<Option<Excerpt>, String> {
+    let Ok(node) = node_source::find_node(Want::Exact(d.version)) else {
+        return Ok(None);
+    };
+    let file = node.source(&d.path).map_err(|e| e.to_string())?;
+    excerpt(&file, &d.select).map(Some)
+}
+
 /// `text` with `indent` before each of its lines but the first (which goes where the directive
 /// was, after the same indent), blank lines left blank.
 fn indent_rest(text: &str, indent: &str) -> String {
