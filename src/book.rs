@@ -7,10 +7,18 @@
 //! builds it too and checks that everything it quotes is still there (see
 //! `tests/book.rs`).
 //!
+//! Node's own lines are shown the same way: a chapter writes
+//! `{{#node 24 lib/net.js:listenInCluster}}` and the build reads those lines
+//! out of the Node binary of the release the book pins ([`NODE`]), so they are
+//! never committed (see [`node_lines`]). Without that binary the build shows
+//! the links alone and says so in one line.
+//!
 //! mdBook logs through `tracing`; without a subscriber its messages are
 //! dropped, so a build prints nothing. Problems with `{{#include}}` links are
 //! only logged by mdBook, not returned as errors; `tests/book.rs` checks for
 //! them instead.
+
+pub mod node_lines;
 
 use std::error::Error;
 use std::fs::{self, OpenOptions};
@@ -18,6 +26,24 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use mdbook_driver::MDBook;
+
+use crate::node_source::Version;
+
+/// The Node release the book quotes and links: `blob/v24.22.3/...` on GitHub, and the binary
+/// `{{#node 24 ...}}` reads. The one place it is written (`scripts/install-node-versions` and
+/// the Pages workflow install it by number).
+pub const NODE: Version = Version {
+    major: 24,
+    minor: 22,
+    patch: 3,
+};
+
+/// The release the book links where it shows history: the article's Node.
+pub const NODE_HISTORY: Version = Version {
+    major: 20,
+    minor: 20,
+    patch: 2,
+};
 
 /// Why the book could not be built. Each message is one line.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +63,10 @@ pub enum BookError {
     /// safe place to write (mdBook empties it before writing).
     #[error("cannot write the book to {}: {source}", path.display())]
     OutDir { path: PathBuf, source: io::Error },
+    /// A `{{#node ...}}` directive names no lines of Node that can be shown:
+    /// a name not defined in the file, a file not in the binary, a bad range.
+    #[error("{}: {}: {}", .0.page.display(), .0.directive, .0.why)]
+    NodeLines(node_lines::DirectiveError),
 }
 
 /// The book's root directory (the one holding `book.toml`) in this crate.
@@ -45,7 +75,8 @@ pub fn book_root() -> PathBuf {
 }
 
 /// Builds the HTML book found at `book_root` into `out_dir` and returns the
-/// path of the generated `index.html`.
+/// path of the generated `index.html`. What the build has to say (a Node
+/// release not installed) goes to stderr, one line each.
 ///
 /// `out_dir` is created if needed. A relative `out_dir` is taken relative to
 /// the current directory (mdBook itself would take it relative to
@@ -53,12 +84,25 @@ pub fn book_root() -> PathBuf {
 /// writing, so this refuses an `out_dir` that is `book_root` or one of its
 /// ancestors.
 pub fn build(book_root: &Path, out_dir: &Path) -> Result<PathBuf, BookError> {
+    build_noting(book_root, out_dir, &mut |line| eprintln!("{line}"))
+}
+
+/// [`build`], handing each line it has to say to `note` instead of printing it.
+pub fn build_noting(
+    book_root: &Path,
+    out_dir: &Path,
+    note: &mut dyn FnMut(&str),
+) -> Result<PathBuf, BookError> {
     let out_dir = prepare_out_dir(book_root, out_dir)?;
 
     let mut book = MDBook::load(book_root).map_err(|e| BookError::Load {
         root: book_root.to_path_buf(),
         source: e.into(),
     })?;
+    // On the chapters as loaded, so before mdBook's own preprocessors
+    // (`{{#include}}`): see `node_lines`.
+    let src_dir = book.source_dir();
+    node_lines::expand(&mut book.book, &src_dir, note).map_err(BookError::NodeLines)?;
     book.config.build.build_dir = out_dir;
     book.build()
         .map_err(|e| BookError::Build { source: e.into() })?;

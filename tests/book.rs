@@ -6,10 +6,17 @@
 //! gives an empty code block. These tests turn both into failures. They walk
 //! whatever chapters exist, so they keep working as chapters are added.
 
+mod common;
+
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
-use cluster_walkthrough::book::{BookError, book_root, build};
+use cluster_walkthrough::book::node_lines::{self, missing_note};
+use cluster_walkthrough::book::{self, BookError, book_root, build, build_noting};
+use cluster_walkthrough::node_source::{self, NodeBinary, Version, Want};
 
 /// Every file under `dir` (recursively) whose name ends with `.{ext}`, sorted.
 fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -485,4 +492,348 @@ fn link_finder_matches_mdbook() {
     assert!(!has_empty_code_block(
         "<pre><code class=\"language-text\">x</code></pre>"
     ));
+}
+
+// ---------------------------------------------------------------------------------------
+// `{{#node 24 lib/FILE.js:NAME}}`: Node's lines, read from the pinned binary at build time.
+// ---------------------------------------------------------------------------------------
+
+/// One `{{#node}}` block as the HTML shows it: the link in its caption, and the code under
+/// it (`None` for the caption of a build without the binary).
+#[derive(Debug)]
+struct NodeBlock {
+    href: String,
+    code: Option<String>,
+}
+
+/// What mdBook escapes in a code block, back.
+fn unescape(html: &str) -> String {
+    html.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Every `{{#node}}` block in a built page, in order.
+fn node_blocks(html: &str) -> Vec<NodeBlock> {
+    let mut blocks = Vec::new();
+    for (at, _) in html.match_indices("<p class=\"node-lines") {
+        let rest = &html[at..];
+        let caption_end = rest.find("</p>").expect("a caption ends") + "</p>".len();
+        let caption = &rest[..caption_end];
+        let href_at = caption.find("href=\"").expect("a caption links") + "href=\"".len();
+        let href = caption[href_at..]
+            .split('"')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let code = match caption.contains("node-lines-missing") {
+            true => None,
+            false => {
+                let after = rest[caption_end..].trim_start();
+                let open = "<pre><code class=\"language-js\">";
+                assert!(
+                    after.starts_with(open),
+                    "no js block under {caption}: {}",
+                    &after[..after.len().min(200)]
+                );
+                let body = &after[open.len()..];
+                let end = body.find("</code></pre>").expect("the block ends");
+                Some(unescape(&body[..end]))
+            }
+        };
+        blocks.push(NodeBlock { href, code });
+    }
+    blocks
+}
+
+/// `https://github.com/nodejs/node/blob/v24.22.3/lib/x.js#L10-L20` → (`lib/x.js`, 10, 20).
+fn linked_lines(href: &str, version: Version) -> Option<(String, usize, usize)> {
+    let rest = href.strip_prefix(&format!("https://github.com/nodejs/node/blob/{version}/"))?;
+    let (path, lines) = rest.split_once("#L")?;
+    let (a, b) = lines.split_once("-L").unwrap_or((lines, lines));
+    Some((path.to_string(), a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The pinned release's binary, or `None` after saying in one line that the test is skipped.
+fn pinned_node() -> Option<NodeBinary> {
+    match node_source::find_node(Want::Exact(book::NODE)) {
+        Ok(node) => Some(node),
+        Err(e) => {
+            eprintln!("{}", e.skip_line().unwrap_or_else(|| panic!("{e}")));
+            None
+        }
+    }
+}
+
+/// The first line of each Node block each page must show (chapter 5 before each of our
+/// `round_robin_handle.rs` includes; one block in chapters 2 and 6).
+const NODE_BLOCKS: &[(&str, &[&str])] = &[
+    (
+        "ch05-round-robin.html",
+        &[
+            "function RoundRobinHandle(key, address, {",
+            "RoundRobinHandle.prototype.add = function(worker, send) {",
+            "RoundRobinHandle.prototype.distribute = function(err, handle) {",
+            "RoundRobinHandle.prototype.handoff = function(worker) {",
+            "  sendHelper(worker.process, message, handle, (reply) => {",
+        ],
+    ),
+    (
+        "ch02-listen-in-cluster.html",
+        &["function listenInCluster(server, address, port, addressType,"],
+    ),
+    (
+        "ch06-shared-handle.html",
+        &["function SharedHandle(key, address, { port, addressType, fd, flags }) {"],
+    ),
+];
+
+/// With the pinned Node installed, each block is exactly the lines its caption links, as
+/// `node-source` reads them from that binary, and the build has nothing to say.
+#[test]
+fn node_blocks_show_the_lines_they_link_from_the_pinned_binary() {
+    let Some(node) = pinned_node() else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let mut notes = Vec::new();
+    build_noting(&book_root(), out.path(), &mut |line| {
+        notes.push(line.to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(notes.is_empty(), "{notes:?}");
+
+    for (page, firsts) in NODE_BLOCKS {
+        let blocks = node_blocks(&read(&out.path().join(page)));
+        assert_eq!(blocks.len(), firsts.len(), "{page}: {blocks:#?}");
+        for (block, first) in blocks.iter().zip(*firsts) {
+            let (path, a, b) = linked_lines(&block.href, book::NODE).unwrap_or_else(|| {
+                panic!("{page}: not a link to lines at the pin: {}", block.href)
+            });
+            let source = node.source(&path).unwrap_or_else(|e| panic!("{e}"));
+            let lines = source
+                .lines(a, b)
+                .unwrap_or_else(|| panic!("{page}: {} is past the end", block.href));
+            let want: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+            let code = block.code.as_deref().expect("a block with code");
+            assert_eq!(code, want, "{page}: {}", block.href);
+            assert!(code.starts_with(first), "{page}: {code}");
+        }
+    }
+}
+
+/// Without the binary (`CLUSTER_WALKTHROUGH_NODE_24` naming none), `cargo run -- book` still
+/// builds: every block is a caption with its link and no code, and the build says so in one
+/// line.
+#[test]
+fn without_the_pinned_node_the_book_links_nodes_lines_and_says_so_once() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cluster-walkthrough"));
+    cmd.arg("book")
+        .arg("--out")
+        .arg(out.path())
+        .env(node_source::env_var(book::NODE.major), "/nonexistent");
+    let run = common::run(cmd, Duration::from_secs(120));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.lines().collect::<Vec<_>>(),
+        [missing_note(book::NODE)]
+    );
+
+    let url = format!("https://github.com/nodejs/node/blob/{}/", book::NODE);
+    for (page, firsts) in NODE_BLOCKS {
+        let html = read(&out.path().join(page));
+        assert!(
+            !html.contains("language-js"),
+            "{page}: a js block without the binary"
+        );
+        let blocks = node_blocks(&html);
+        assert_eq!(blocks.len(), firsts.len(), "{page}: {blocks:#?}");
+        for block in &blocks {
+            assert!(block.code.is_none(), "{page}: {block:?}");
+            assert!(block.href.starts_with(&url), "{page}: {block:?}");
+        }
+    }
+    // A line range still links its lines; a name links its file.
+    let ch05 = node_blocks(&read(&out.path().join("ch05-round-robin.html")));
+    assert!(
+        ch05[4].href.ends_with("round_robin_handle.js#L131-L138"),
+        "{ch05:?}"
+    );
+    assert!(ch05[0].href.ends_with("round_robin_handle.js"), "{ch05:?}");
+}
+
+/// Builds a one-page book whose page is `page`, into a temp dir; the error, if any.
+fn build_page(page: &str) -> Result<(), (PathBuf, BookError)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("book");
+    fs::create_dir_all(root.join("src")).unwrap();
+    fs::write(root.join("book.toml"), "[book]\ntitle = \"t\"\n").unwrap();
+    fs::write(root.join("src/SUMMARY.md"), "# Summary\n\n- [A](a.md)\n").unwrap();
+    fs::write(root.join("src/a.md"), page).unwrap();
+    let mut notes = Vec::new();
+    build_noting(&root, &tmp.path().join("out"), &mut |l| {
+        notes.push(l.to_string())
+    })
+    .map(drop)
+    .map_err(|e| (root.join("src/a.md"), e))
+}
+
+/// The build's error for a page holding `directive`: one line, naming the page and the
+/// directive, then why.
+fn directive_error(directive: &str) -> String {
+    let (page, err) = build_page(&format!("# A\n\n{directive}\n")).expect_err(directive);
+    assert!(matches!(err, BookError::NodeLines(_)), "{err:?}");
+    let message = err.to_string();
+    let head = format!("{}: {directive}: ", page.display());
+    assert!(message.starts_with(&head), "{message}");
+    assert!(!message.contains('\n'), "not one line: {message:?}");
+    message[head.len()..].to_string()
+}
+
+#[test]
+fn a_node_directive_that_names_nothing_fails_the_build_naming_page_and_directive() {
+    // Without a binary too: what the directive itself gets wrong.
+    let why = directive_error("{{#node 22 lib/net.js:listenInCluster}}");
+    assert!(why.contains("the book pins no release of node 22"), "{why}");
+    let why = directive_error("{{#node 24 lib/net.js}}");
+    assert!(why.contains("no `:NAME` or `:N-M`"), "{why}");
+
+    if pinned_node().is_none() {
+        return;
+    }
+    let rr = "lib/internal/cluster/round_robin_handle.js";
+    let why = directive_error(&format!(
+        "{{{{#node 24 {rr}:RoundRobinHandle.prototype.nope}}}}"
+    ));
+    assert!(
+        why.starts_with(&format!(
+            "no definition of `RoundRobinHandle.prototype.nope` in {rr} at node v24.22.3"
+        )),
+        "{why}"
+    );
+    let why = directive_error("{{#node 24 lib/internal/cluster/nope.js:RoundRobinHandle}}");
+    assert!(
+        why.starts_with("lib/internal/cluster/nope.js is not embedded in node v24.22.3"),
+        "{why}"
+    );
+    let why = directive_error(&format!("{{{{#node 24 {rr}:140-150}}}}"));
+    assert!(why.contains("lines 140-150 are not in"), "{why}");
+    // And a good one builds.
+    build_page(&format!(
+        "{{{{#node 24 {rr}:RoundRobinHandle.prototype.has}}}}\n"
+    ))
+    .unwrap_or_else(|(_, e)| panic!("{e}"));
+}
+
+/// Three lines in a row, none blank, at least 50 characters between them (so `}`, `return;`
+/// and `} else {` do not count): a run that can only have been copied.
+fn runs_of_three(text: &str) -> Vec<(usize, String)> {
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    lines
+        .windows(3)
+        .filter(|w| w.iter().map(|(_, l)| l.len()).sum::<usize>() >= 50)
+        .map(|w| {
+            (
+                w[0].0,
+                w.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n"),
+            )
+        })
+        .collect()
+}
+
+/// Node's code is never committed: no run of three lines of any file the book links or
+/// quotes (at the pinned releases whose binaries are here) is in the book's sources or in a
+/// snapshot. And the book's directives all parse.
+#[test]
+fn no_run_of_nodes_lines_is_committed_in_the_book_or_a_snapshot() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut committed = files_with_ext(&root.join("book/src"), "md");
+    committed.extend(files_with_ext(&root.join("tests/snapshots"), "snap"));
+
+    let mut quoted: Vec<String> = node_source::ANCHORS
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    let mut directives = 0;
+    for md in files_with_ext(&root.join("book/src"), "md") {
+        for d in node_lines::find_directives(&read(&md)) {
+            let d = d.unwrap_or_else(|(text, why)| panic!("{}: {text}: {why}", md.display()));
+            directives += 1;
+            quoted.push(d.path);
+        }
+    }
+    assert!(
+        directives >= 7,
+        "{directives} {{{{#node}}}} directives in the book"
+    );
+    quoted.sort();
+    quoted.dedup();
+
+    for version in [book::NODE, book::NODE_HISTORY] {
+        let node = match node_source::find_node(Want::Exact(version)) {
+            Ok(node) => node,
+            Err(e) => {
+                eprintln!("{}", e.skip_line().unwrap_or_else(|| panic!("{e}")));
+                continue;
+            }
+        };
+        let mut runs: HashMap<String, String> = HashMap::new();
+        for path in &quoted {
+            let source = node.source(path).unwrap_or_else(|e| panic!("{e}"));
+            for (n, run) in runs_of_three(&source.text) {
+                runs.entry(run)
+                    .or_insert_with(|| format!("{path}:{n} at {version}"));
+            }
+        }
+        let mut found = Vec::new();
+        for file in &committed {
+            for (n, run) in runs_of_three(&read(file)) {
+                if let Some(from) = runs.get(&run) {
+                    found.push(format!("{}:{n}: Node's {from}", file.display()));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "Node's lines pasted (use {{{{#node}}}}):\n{}",
+            found.join("\n")
+        );
+    }
+}
+
+#[test]
+fn runs_of_three_skip_blank_lines_and_short_runs() {
+    let text = "a\n}\n\n  return;\n} else {\n  const handle = peek(this.handles);  // oldest\n";
+    let want = "return;\n} else {\nconst handle = peek(this.handles);  // oldest";
+    assert_eq!(runs_of_three(text), [(4, want.to_string())]);
+    assert!(runs_of_three("}\n}\n};\n").is_empty());
+}
+
+/// The published book and CI's test run have Node's lines: the Pages workflow and the setup
+/// script that `.ci/run` runs both install the release the book pins.
+#[test]
+fn the_pages_workflow_and_ci_install_the_pinned_node() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pinned = Want::Exact(book::NODE).to_string();
+    for file in [".github/workflows/pages.yml", "scripts/setup-dev"] {
+        let text = read(&root.join(file));
+        let installs = text.lines().any(|line| {
+            line.contains("install-node-versions")
+                && line.split_whitespace().any(|word| word == pinned)
+                && !line.trim_start().starts_with('#')
+        });
+        assert!(
+            installs,
+            "{file} does not run install-node-versions {pinned}"
+        );
+    }
 }

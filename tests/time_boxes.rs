@@ -22,7 +22,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cluster_walkthrough::book::book_root;
+use cluster_walkthrough::book::{self, book_root, node_lines};
+use cluster_walkthrough::node_source::{self, Want};
 
 /// Prose, read with care: a technical text, with code names in it.
 const WORDS_PER_MINUTE: f64 = 200.0;
@@ -122,6 +123,7 @@ fn link_lines(md: &Path, link: &str) -> usize {
     let (kind, target) = inner.split_once(char::is_whitespace).unwrap_or((inner, ""));
     match kind {
         "title" => return 0,
+        "node" => return node_lines_shown(md, link),
         "include" | "rustdoc_include" | "playground" => {}
         _ => panic!(
             "{}: tests/time_boxes.rs does not know how many lines `{link}` shows; teach \
@@ -169,6 +171,22 @@ fn link_lines(md: &Path, link: &str) -> usize {
     shown
         .iter()
         .filter(|l| !l.trim().is_empty() && !l.contains("ANCHOR:") && !l.contains("ANCHOR_END:"))
+        .count()
+}
+
+/// The non-blank lines a `{{#node 24 lib/F.js:NAME}}` shows: its caption, and Node's lines as
+/// the build reads them from the pinned binary (which the test checks is installed first).
+fn node_lines_shown(md: &Path, link: &str) -> usize {
+    let [Ok(directive)] = &node_lines::find_directives(link)[..] else {
+        panic!("{}: {link} is not one good {{{{#node}}}}", md.display());
+    };
+    let excerpt = node_lines::excerpt_here(directive)
+        .unwrap_or_else(|why| panic!("{}: {link}: {why}", md.display()))
+        .expect("the pinned Node is installed");
+    1 + excerpt
+        .text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
         .count()
 }
 
@@ -311,9 +329,18 @@ fn every_chapter_box_gives_at_least_the_time_its_page_takes_to_read() {
         "chapter", "words", "lines", "needs", "box", "words", "lines", "needs", "box"
     );
     eprintln!("{:<42} {:^29}   {:^29}", "", "reading", "exercises");
+    // A page that shows Node's lines (`{{#node}}`) can only be counted with the binary they
+    // are read from.
+    let no_node = node_source::find_node(Want::Exact(book::NODE))
+        .err()
+        .map(|e| e.skip_line().unwrap_or_else(|| panic!("{e}")));
     for (title, md) in &chapters {
         let text = read(md);
         let name = md.file_name().expect("a file").to_string_lossy();
+        if let Some(skip) = no_node.as_ref().filter(|_| text.contains("{{#node")) {
+            eprintln!("{name}: {skip}");
+            continue;
+        }
         let est = estimate(md);
         let Some(stated) = stated(&text) else {
             problems.push(format!(
