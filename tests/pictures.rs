@@ -55,13 +55,13 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
     while let Some(at) = rest.find(name) {
         let before = rest[..at].chars().last();
         let after = rest[at + name.len()..].trim_start();
-        if before.is_some_and(char::is_whitespace) {
-            if let Some(value) = after.strip_prefix('=') {
-                let value = value.trim_start();
-                let quote = value.chars().next()?;
-                let value = &value[1..];
-                return value.find(quote).map(|end| &value[..end]);
-            }
+        if before.is_some_and(char::is_whitespace)
+            && let Some(value) = after.strip_prefix('=')
+        {
+            let value = value.trim_start();
+            let quote = value.chars().next()?;
+            let value = &value[quote.len_utf8()..];
+            return value.find(quote).map(|end| &value[..end]);
         }
         rest = &rest[at + name.len()..];
     }
@@ -99,7 +99,7 @@ fn font_sizes(svg: &str) -> Vec<String> {
             .trim_start();
         let tail = tail.trim_start_matches(['"', '\'']);
         let end = tail
-            .find(|c: char| matches!(c, '"' | '\'' | ';' | '}' | ' ' | '\n'))
+            .find(['"', '\'', ';', '}', ' ', '\n'])
             .unwrap_or(tail.len());
         out.push(tail[..end].to_string());
         rest = &rest[at + "font-size".len()..];
