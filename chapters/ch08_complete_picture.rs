@@ -225,27 +225,10 @@ fn no_cluster(port: u16) -> Vec<Value> {
 }
 
 // ANCHOR: role
-/// The helper: `lab-events <flags>` runs the lab with those flags and prints its JSON events
-/// and summary. (Not `lab::main`, which also says on stderr when no worker could listen: here
-/// that is the expected outcome of two rows, and the summary says it anyway.)
-fn lab_events_role(args: &LabArgs) -> ExitCode {
-    trace::init(trace::Format::Json, !args.no_syscalls, args.trace_wire);
-    match lab::run(args) {
-        Ok(out) => {
-            lab::print_summary(&out);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// The one helper role of this chapter.
 fn role(role: HelperRole) -> ExitCode {
     match role {
-        HelperRole::LabEvents(args) => lab_events_role(&args),
+        HelperRole::LabEvents(args) => lab::events_main(&args),
         other => chapter::unknown_role(&CHAPTER, &other),
     }
 }

@@ -25,6 +25,10 @@ pub enum HandleType {
     /// A raw UDP socket.
     #[serde(rename = "dgram.Native")]
     DgramNative,
+    /// Node 24+'s `net.BoundSocket`: bound, not listening, owned by whoever adopts it. Only a
+    /// user message carries one (`process.send(msg, bound)`); the cluster never sends it.
+    #[serde(rename = "net.BoundSocket")]
+    BoundSocket,
 }
 
 /// The channel layer's own messages (`setupChannel`'s `NODE_HANDLE*` commands); every other
@@ -232,6 +236,19 @@ mod tests {
             )
             .expect("ok");
         assert!(matches!(frames[0].1, Frame::Handle { fd: None, .. }));
+    }
+
+    #[test]
+    fn a_bound_socket_is_a_handle_type_node_24_sends() {
+        let line = b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.BoundSocket\",\"msg\":{\"a\":1}}\n";
+        let frames = Decoder::new().push(line, Vec::new()).expect("a known type");
+        assert!(matches!(
+            frames[0].1,
+            Frame::Handle {
+                ty: HandleType::BoundSocket,
+                ..
+            }
+        ));
     }
 
     #[test]

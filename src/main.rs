@@ -42,9 +42,11 @@ mod ch09;
 mod ch10;
 #[path = "../chapters/ch11_cost.rs"]
 mod ch11;
+#[path = "../chapters/ch12_since_the_article.rs"]
+mod ch12;
 
 /// Every chapter, in reading order.
-fn chapters() -> [&'static Chapter; 12] {
+fn chapters() -> [&'static Chapter; 13] {
     [
         &ch00::CHAPTER,
         &ch01::CHAPTER,
@@ -58,6 +60,7 @@ fn chapters() -> [&'static Chapter; 12] {
         &ch09::CHAPTER,
         &ch10::CHAPTER,
         &ch11::CHAPTER,
+        &ch12::CHAPTER,
     ]
 }
 

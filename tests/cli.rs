@@ -44,7 +44,7 @@ fn list_shows_every_chapter_and_its_command() {
     let r = run(&["list"]);
     assert_eq!(r.code, Some(0));
     assert!(r.stdout.contains("cargo run --bin ch05-round-robin"));
-    assert_eq!(r.stdout.lines().count(), 12);
+    assert_eq!(r.stdout.lines().count(), 13);
 }
 
 #[test]

@@ -419,6 +419,11 @@ fn internal_assertion(key: &str) -> ! {
     trace::problem(&format!(
         "ERR_INTERNAL_ASSERTION at shared()/rr(): the primary answered with key {key}, which this worker holds already"
     ));
+    // Node's own words on stderr, as a reader running the lab sees them (with --json the
+    // event above says it, and stderr stays clean for the program reading the events).
+    if trace::format() == trace::Format::Json {
+        std::process::exit(1)
+    }
     eprintln!(
         "Error [ERR_INTERNAL_ASSERTION]: This is caused by either a bug in Node.js or incorrect usage of Node.js internals.\n    at shared (node:internal/cluster/child:156:3)  [mirrored: key {key} is held already]"
     );
