@@ -5,7 +5,8 @@
 //! so that whatever the machine does meanwhile hits them all alike): start the servers
 //! ([`servers`]), warm them up until every worker has answered, read the primary's CPU time,
 //! run the load ([`load`]) for a fixed time, read the CPU time again, stop the servers. The
-//! arithmetic is in [`stats`]; the table, the JSON and the chart in [`report`].
+//! arithmetic is in [`stats`]; the table, the JSON and the chart in [`report`]. The JSON
+//! names the code that was measured ([`fingerprint`]).
 //!
 //! Build it with `--release`: a debug build measures the debug build.
 
@@ -13,11 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub mod fingerprint;
 pub mod load;
 pub mod report;
 pub mod servers;
 pub mod stats;
 
+use fingerprint::Fingerprint;
 use servers::{RunningServer, Strategy};
 
 use crate::helper::ThisProgram;
@@ -55,6 +58,9 @@ pub struct BenchArgs {
     /// Also write the table to this file
     #[arg(long, value_name = "PATH")]
     pub table: Option<PathBuf>,
+    /// Write everything into this folder: bench.json, bench.txt and bench.svg
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `--duration`: seconds, 0.05 to 600 (a shorter run measures nothing; a longer one is a
@@ -335,7 +341,8 @@ fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), St
 /// The whole command; `progress` as for [`run`].
 pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     crate::sys::install_interrupt_handler();
-    let plan = match Plan::from_args(args).and_then(|plan| check_outputs(args).map(|()| plan)) {
+    let plan = Plan::from_args(args).and_then(|plan| check_outputs(args).map(|()| plan));
+    let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");
@@ -345,6 +352,12 @@ pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     if cfg!(debug_assertions) {
         eprintln!(
             "note: this is a debug build, which measures the debug build; use `cargo run --release -- bench`"
+        );
+    }
+    let code = Fingerprint::of_this_crate();
+    if let Err(e) = &code {
+        eprintln!(
+            "note: the sources are not where this program was built, so the JSON names no code: {e}"
         );
     }
     let started = std::time::SystemTime::now();
@@ -360,7 +373,18 @@ pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = report::Report::new(&plan, results, report::Machine::this_one(&plan, started));
+    let mut report = report::Report::new(&plan, results, report::Machine::this_one(&plan, started));
+    report.code = match (code, Fingerprint::of_this_crate()) {
+        (Ok(before), Ok(after)) if before == after => Some(before),
+        (Ok(before), Ok(after)) => {
+            let changed = after.differences(&before).join(", ");
+            eprintln!(
+                "warning: the code changed while the benchmark ran ({changed}); the JSON names no code"
+            );
+            None
+        }
+        _ => None,
+    };
     match write_outputs(args, &report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -370,9 +394,29 @@ pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     }
 }
 
-/// `--svg` and `--table` must be writable before the benchmark runs, not after.
+/// The files `--out DIR` writes.
+pub const OUT_JSON: &str = "bench.json";
+pub const OUT_TABLE: &str = "bench.txt";
+pub const OUT_SVG: &str = "bench.svg";
+
+/// `--svg`, `--table` and `--out`'s files must be writable before the benchmark runs, not
+/// after.
 fn check_outputs(args: &BenchArgs) -> Result<(), BenchError> {
-    for path in [&args.svg, &args.table].into_iter().flatten() {
+    let mut files: Vec<PathBuf> = [&args.svg, &args.table]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if let Some(dir) = &args.out {
+        if !dir.is_dir() {
+            return Err(BenchError::Write {
+                path: dir.display().to_string(),
+                why: "--out needs a folder that exists".to_string(),
+            });
+        }
+        files.extend([OUT_JSON, OUT_TABLE, OUT_SVG].map(|n| dir.join(n)));
+    }
+    for path in &files {
         check_writable(path).map_err(|e| BenchError::Write {
             path: path.display().to_string(),
             why: e.to_string(),
@@ -411,8 +455,21 @@ fn write_outputs(args: &BenchArgs, report: &report::Report) -> Result<(), BenchE
             why: e.to_string(),
         })?;
     }
-    if let Some(path) = &args.svg {
-        report.svg(path).map_err(|why| BenchError::Write {
+    let mut svgs: Vec<PathBuf> = args.svg.iter().cloned().collect();
+    if let Some(dir) = &args.out {
+        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        let files = [(OUT_JSON, json + "\n"), (OUT_TABLE, table)];
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| BenchError::Write {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            })?;
+        }
+        svgs.push(dir.join(OUT_SVG));
+    }
+    for path in svgs {
+        report.svg(&path).map_err(|why| BenchError::Write {
             path: path.display().to_string(),
             why,
         })?;

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
+use super::fingerprint::Fingerprint;
 use super::servers::Strategy;
 use super::stats;
 use super::{Plan, RunResult};
@@ -81,6 +82,8 @@ pub struct Report {
     pub machine: Machine,
     pub runs: Vec<RunResult>,
     pub summary: Vec<StrategySummary>,
+    /// The code that was measured (`None`: unknown, or it changed during the run).
+    pub code: Option<Fingerprint>,
 }
 
 fn median_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
@@ -101,6 +104,7 @@ impl Report {
             machine,
             runs,
             summary,
+            code: None,
         }
     }
 
@@ -222,9 +226,14 @@ impl Report {
             node_t.insert(w.to_string(), json!(node));
             reuse_t.insert(w.to_string(), json!(reuseport));
         }
+        let code = self.code.as_ref().map(|c| {
+            json!({"measured": super::fingerprint::MEASURED, "fingerprint": c.all,
+                   "files": c.files})
+        });
         json!({
             "machine": {"cpu": m.cpu, "cpus": m.cpus, "kernel": m.kernel, "build": m.build,
                         "node": m.node, "date": m.date},
+            "code": code,
             "plan": {"workers": p.workers, "clients": p.clients,
                      "duration_s": p.duration.as_secs_f64(), "rounds": p.rounds,
                      "strategies": p.strategies.iter().map(|s| s.name()).collect::<Vec<_>>()},
