@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cluster_walkthrough::bench::fingerprint::{Fingerprint, MEASURED};
-use cluster_walkthrough::bench::{OUT_JSON, OUT_SVG, OUT_TABLE};
+use cluster_walkthrough::bench::report::WIDTH;
+use cluster_walkthrough::bench::{OUT_JSON, OUT_SVG, OUT_SYSCALLS, OUT_TABLE};
 use serde_json::Value;
 
 /// The command that makes the book's run. The README and chapter 11 show it as it is here.
-const COMMAND: &str = "cargo run --release -- bench --workers 1,2,4,8 --out book/src/img";
+const COMMAND: &str = "cargo run --release -- bench --workers 1,2,4,8 \
+                       --syscalls rr,none,reuseport,node-rr --out book/src/img";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -94,16 +96,22 @@ fn the_committed_run_is_the_books_run() {
     assert_eq!(plan["rounds"], 3, "{}", wrong("rounds"));
     assert_eq!(plan["duration_s"], 2.0, "{}", wrong("duration"));
     assert_eq!(plan["clients"], 8, "{}", wrong("clients"));
+    assert_eq!(
+        plan["syscalls"],
+        serde_json::json!(["rr", "none", "reuseport", "node-rr"]),
+        "{}",
+        wrong("--syscalls")
+    );
 }
 
 #[test]
-fn the_table_and_the_chart_come_from_that_run() {
+fn the_table_the_chart_and_the_counts_come_from_that_run() {
     let run = committed();
     let date = run["machine"]["date"].as_str().expect("a date");
     let cpu = run["machine"]["cpu"].as_str().expect("a CPU");
     let table = read(&img(OUT_TABLE));
     assert!(
-        table.contains(date) && table.contains(cpu),
+        table.contains(&format!("measured on {date}")) && table.contains(cpu),
         "bench.txt is from another run than bench.json: regenerate them with `{COMMAND}`"
     );
     let svg = read(&img(OUT_SVG));
@@ -111,6 +119,23 @@ fn the_table_and_the_chart_come_from_that_run() {
         svg.contains(date),
         "bench.svg is from another run than bench.json: regenerate them with `{COMMAND}`"
     );
+    let syscalls = read(&img(OUT_SYSCALLS));
+    for counted in run["syscalls"].as_array().expect("the system call counts") {
+        let connections = counted["connections"].as_u64().expect("connections");
+        let shown = cluster_walkthrough::bench::report::thousands(connections as f64);
+        assert!(
+            syscalls.contains(&format!("{shown} connections")),
+            "bench-syscalls.txt is from another run than bench.json: regenerate them with `{COMMAND}`"
+        );
+    }
+    for (name, text) in [(OUT_TABLE, &table), (OUT_SYSCALLS, &syscalls)] {
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= WIDTH,
+                "{name}: a line wider than a phone shows: {line:?}"
+            );
+        }
+    }
 }
 
 #[test]
