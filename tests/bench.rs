@@ -130,6 +130,51 @@ fn ratios_are_taken_per_round_then_the_median() {
 }
 
 #[test]
+fn the_chart_is_legible_on_a_phone() {
+    use Strategy::{NodeRr, Reuseport, Rr};
+    let mut p = plan(vec![Rr, Reuseport, NodeRr], 1);
+    p.workers = vec![1, 2, 4, 8];
+    let runs = p
+        .workers
+        .iter()
+        .flat_map(|&w| {
+            [
+                result(Rr, w, 1, 100.0),
+                result(Reuseport, w, 1, 150.0),
+                result(NodeRr, w, 1, 30.0),
+            ]
+        })
+        .collect();
+    let r = Report::new(&p, runs, Machine::this_one(&p, SystemTime::now()));
+    let svg = r.svg().expect("a chart");
+    assert!(svg.starts_with("<svg width=\"400\""), "{}", &svg[..80]);
+    let sizes: Vec<f64> = svg
+        .split("font-size=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next()?.parse().ok())
+        .collect();
+    assert!(!sizes.is_empty());
+    assert!(
+        sizes.iter().all(|&s| s >= 14.0),
+        "text under 14 px: {sizes:?}"
+    );
+    for label in [
+        "our round robin",
+        "SO_REUSEPORT",
+        "Node round robin",
+        "workers (log scale)",
+    ] {
+        assert!(svg.contains(label), "no {label:?} in the chart");
+    }
+    for w in ["1", "2", "4", "8"] {
+        assert!(
+            svg.contains(&format!("\n{w}\n</text>")),
+            "no tick for {w} workers"
+        );
+    }
+}
+
+#[test]
 fn a_tiny_run_answers_on_every_strategy_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let svg = dir.path().join("chart.svg");

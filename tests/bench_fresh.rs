@@ -13,7 +13,7 @@ use serde_json::Value;
 
 /// The command that makes the book's run. The README and chapter 11 show it as it is here.
 const COMMAND: &str = "cargo run --release -- bench --workers 1,2,4,8 \
-                       --syscalls rr,none,reuseport,node-rr --out book/src/img";
+                       --out book/src/img --syscalls rr,none,reuseport,node-rr";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
