@@ -49,6 +49,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         strategies: vec![Strategy::Rr, Strategy::Reuseport],
         port: ctx.pick_port()?,
         node: None,
+        syscalls: Vec::new(),
     };
     let started = SystemTime::now();
     let results = bench::run(&plan, &ctx.program, &mut |_| {})

@@ -266,6 +266,18 @@ fn show_progress(bar: &mut Option<ProgressBar>, progress: Progress) {
                 "{workers} workers, round {round}/{rounds}: {label}"
             ));
         }
+        Progress::Tracing {
+            done,
+            total,
+            workers,
+            strategy,
+        } => {
+            let bar = bar.get_or_insert_with(|| progress_bar(total));
+            bar.set_length(total);
+            bar.set_position(done);
+            let label = strategy.label();
+            bar.set_message(format!("{workers} workers, under strace: {label}"));
+        }
         Progress::Finished => {
             if let Some(bar) = bar.take() {
                 bar.finish_and_clear();

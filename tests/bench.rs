@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use cluster_walkthrough::bench::report::{Machine, Report};
+use cluster_walkthrough::bench::report::{Machine, Report, WIDTH};
 use cluster_walkthrough::bench::servers::Strategy;
 use cluster_walkthrough::bench::{Plan, RunResult, stats};
 use serde_json::Value;
@@ -54,6 +54,8 @@ fn result(strategy: Strategy, workers: u32, round: u32, conn_per_s: f64) -> RunR
         fairness: Some(stats::fairness(&counts)),
         counts,
         primary_cpu_us: None,
+        server_cpu_us: None,
+        client_cpu_us: None,
     }
 }
 
@@ -66,6 +68,7 @@ fn plan(strategies: Vec<Strategy>, rounds: u32) -> Plan {
         strategies,
         port: 0,
         node: None,
+        syscalls: Vec::new(),
     }
 }
 
@@ -94,15 +97,81 @@ fn ratios_are_taken_per_round_then_the_median() {
     assert_eq!(reuse.vs_rr_per_round, vec![Some(1.3), Some(1.4), Some(1.2)]);
     assert_eq!(reuse.vs_rr, Some(1.3));
     assert_eq!(reuse.conn_per_s, 130.0, "the median over rounds");
+    let spread = reuse.vs_rr_spread().expect("a spread");
+    assert!(
+        (spread - 1.4 / 1.2).abs() < 1e-9,
+        "highest round over lowest: {spread}"
+    );
     let targets = r.targets();
-    assert_eq!(targets.len(), 1);
-    let (w, rr_over_node, reuseport_over_rr) = targets[0];
-    assert_eq!(w, 2);
-    assert_eq!(rr_over_node, Some(2.5), "1 / median(0.4, 0.4, 0.5)");
-    assert_eq!(reuseport_over_rr, Some(1.3));
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0].key, "rr_over_node_rr");
+    assert_eq!(
+        targets[0].ratios,
+        vec![(2, Some(2.5))],
+        "1 / median(0.4, 0.4, 0.5): round by round"
+    );
+    assert_eq!(targets[1].key, "reuseport_over_rr");
+    assert_eq!(targets[1].ratios, vec![(2, Some(1.3))]);
+    assert!(targets[0].met(2.5) && !targets[1].met(1.6) && targets[1].met(1.5));
     let table = r.table();
-    assert!(table.contains("1.30 1.40 1.20"), "{table}");
-    assert!(table.contains("our rr / Node rr = 2.50"), "{table}");
+    assert!(table.contains("Target: our rr ≥ 2 × node-rr"), "{table}");
+    assert!(table.contains("measured    2.50"), "{table}");
+    assert!(table.contains("reuseport   1.30"), "{table}");
+    assert!(
+        table.contains("reuseport   1.17"),
+        "the spread of the rounds: {table}"
+    );
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= WIDTH,
+            "wider than a phone: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn the_chart_is_legible_on_a_phone() {
+    use Strategy::{NodeRr, Reuseport, Rr};
+    let mut p = plan(vec![Rr, Reuseport, NodeRr], 1);
+    p.workers = vec![1, 2, 4, 8];
+    let runs = p
+        .workers
+        .iter()
+        .flat_map(|&w| {
+            [
+                result(Rr, w, 1, 100.0),
+                result(Reuseport, w, 1, 150.0),
+                result(NodeRr, w, 1, 30.0),
+            ]
+        })
+        .collect();
+    let r = Report::new(&p, runs, Machine::this_one(&p, SystemTime::now()));
+    let svg = r.svg().expect("a chart");
+    assert!(svg.starts_with("<svg width=\"400\""), "{}", &svg[..80]);
+    let sizes: Vec<f64> = svg
+        .split("font-size=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next()?.parse().ok())
+        .collect();
+    assert!(!sizes.is_empty());
+    assert!(
+        sizes.iter().all(|&s| s >= 14.0),
+        "text under 14 px: {sizes:?}"
+    );
+    for label in [
+        "our round robin",
+        "SO_REUSEPORT",
+        "Node round robin",
+        "workers (log scale)",
+    ] {
+        assert!(svg.contains(label), "no {label:?} in the chart");
+    }
+    for w in ["1", "2", "4", "8"] {
+        assert!(
+            svg.contains(&format!("\n{w}\n</text>")),
+            "no tick for {w} workers"
+        );
+    }
 }
 
 #[test]
@@ -177,7 +246,19 @@ fn a_tiny_run_answers_on_every_strategy_and_leaves_nothing_behind() {
         .find(|s| s["strategy"] == "rr")
         .expect("a summary for rr");
     assert_eq!(rr["vs_rr"], 1.0);
-    assert!(v["targets"]["reuseport_over_rr"]["2"].is_number());
+    assert!(v["targets"]["reuseport_over_rr"]["measured"]["2"].is_number());
+    assert!(
+        v["code"]["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("fnv1a64:")),
+        "the JSON names the code it measured: {}",
+        v["code"]
+    );
+    for r in runs {
+        let name = r["strategy"].as_str().unwrap_or("?");
+        assert!(r["server_cpu_us_per_conn"].is_number(), "{name}: {r}");
+        assert!(r["client_cpu_us_per_conn"].is_number(), "{name}: {r}");
+    }
 
     let chart = std::fs::read_to_string(&svg).expect("the chart was written");
     assert!(
@@ -200,7 +281,12 @@ fn the_chapter_program_prints_its_table() {
     let run = common::run(cmd, Duration::from_secs(60));
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert!(run.stderr.is_empty(), "stderr: {}", run.stderr);
-    for needle in ["our round robin", "SO_REUSEPORT", "conn/s", "primary µs"] {
+    for needle in [
+        "our round robin",
+        "SO_REUSEPORT",
+        "Connections per second",
+        "Primary's CPU per connection",
+    ] {
         assert!(
             run.stdout.contains(needle),
             "no {needle:?} in:\n{}",
@@ -225,4 +311,51 @@ fn bad_flags_are_one_line_errors() {
         assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
         assert!(run.stdout.is_empty());
     }
+}
+
+#[test]
+fn system_calls_are_counted_per_connection_under_strace() {
+    if let Some(why) = cluster_walkthrough::strace::missing_tools() {
+        eprintln!("skipped: {why} (the system call counts of chapter 11)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mark = format!("syscalls-{}", std::process::id());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["bench", "--quick", "--duration", "0.3", "--rounds", "1"])
+        .args(["--workers", "2", "--clients", "2", "--strategies", "rr"])
+        .args(["--syscalls", "rr,reuseport", "--out"])
+        .arg(dir.path())
+        .env(MARK, &mark);
+    let run = common::run(cmd, Duration::from_secs(180));
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    let json = std::fs::read_to_string(dir.path().join("bench.json")).expect("bench.json");
+    let v: Value = serde_json::from_str(&json).expect("JSON");
+    let counted = v["syscalls"].as_array().expect("syscalls");
+    assert_eq!(counted.len(), 2);
+    let calls =
+        |i: usize, name: &str, side: &str| counted[i]["calls"][name][side].as_u64().unwrap_or(0);
+    let conns = counted[0]["connections"].as_u64().expect("connections");
+    assert!(conns > 0, "{}", counted[0]);
+    // Our primary accepts every connection and passes it on: one accept4 and one sendmsg
+    // each, in the primary; its workers accept nothing.
+    assert_eq!(calls(0, "accept4", "primary"), conns, "{}", counted[0]);
+    assert_eq!(calls(0, "accept4", "workers"), 0, "{}", counted[0]);
+    assert_eq!(calls(0, "sendmsg", "primary"), conns, "{}", counted[0]);
+    // SO_REUSEPORT's children accept for themselves; the parent only waits.
+    let conns = counted[1]["connections"].as_u64().expect("connections");
+    assert_eq!(calls(1, "accept4", "children"), conns, "{}", counted[1]);
+    assert_eq!(calls(1, "accept4", "parent"), 0, "{}", counted[1]);
+    let table = std::fs::read_to_string(dir.path().join("bench-syscalls.txt")).expect("the table");
+    assert!(
+        table.contains("our round robin") && table.contains("SO_REUSEPORT"),
+        "{table}"
+    );
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= WIDTH,
+            "wider than a phone: {line:?}"
+        );
+    }
+    assert_eq!(marked_processes(&mark), Vec::<String>::new(), "left behind");
 }

@@ -5,7 +5,9 @@
 //! so that whatever the machine does meanwhile hits them all alike): start the servers
 //! ([`servers`]), warm them up until every worker has answered, read the primary's CPU time,
 //! run the load ([`load`]) for a fixed time, read the CPU time again, stop the servers. The
-//! arithmetic is in [`stats`]; the table, the JSON and the chart in [`report`].
+//! arithmetic is in [`stats`]; the table, the JSON and the chart in [`report`]. Then, with
+//! `--syscalls`, some strategies once more under strace, to count their system calls per
+//! connection ([`syscalls`]). The JSON names the code that was measured ([`fingerprint`]).
 //!
 //! Build it with `--release`: a debug build measures the debug build.
 
@@ -13,12 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+pub mod fingerprint;
 pub mod load;
 pub mod report;
 pub mod servers;
 pub mod stats;
+pub mod syscalls;
 
+use fingerprint::Fingerprint;
 use servers::{RunningServer, Strategy};
+use syscalls::SyscallCounts;
 
 use crate::helper::ThisProgram;
 
@@ -55,6 +61,14 @@ pub struct BenchArgs {
     /// Also write the table to this file
     #[arg(long, value_name = "PATH")]
     pub table: Option<PathBuf>,
+    /// Then run these strategies once more under `strace -f` and count their system calls per
+    /// connection (untimed; needs strace)
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub syscalls: Vec<String>,
+    /// Write everything into this folder: bench.json, bench.txt, bench.svg and, with
+    /// --syscalls, bench-syscalls.txt
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `--duration`: seconds, 0.05 to 600 (a shorter run measures nothing; a longer one is a
@@ -99,6 +113,8 @@ pub struct Plan {
     pub port: u16,
     /// `node --version`, when Node's strategies are in the plan.
     pub node: Option<String>,
+    /// The strategies whose system calls are counted afterwards, under strace.
+    pub syscalls: Vec<Strategy>,
 }
 // ANCHOR_END: plan
 
@@ -132,7 +148,11 @@ impl Plan {
         }
         let node = servers::node_version();
         let strategies = pick_strategies(&args.strategies, node.is_some())?;
-        let node = node.filter(|_| strategies.iter().any(|s| s.is_node()));
+        let syscalls = match args.syscalls.is_empty() {
+            true => Vec::new(),
+            false => pick_strategies(&args.syscalls, node.is_some())?,
+        };
+        let node = node.filter(|_| strategies.iter().chain(&syscalls).any(|s| s.is_node()));
         Ok(Plan {
             workers,
             clients,
@@ -141,6 +161,7 @@ impl Plan {
             strategies,
             port: 0,
             node,
+            syscalls,
         })
     }
 
@@ -160,12 +181,12 @@ fn pick_strategies(names: &[String], have_node: bool) -> Result<Vec<Strategy>, B
     for name in names {
         let s = Strategy::from_name(name).ok_or_else(|| {
             BenchError::BadInput(format!(
-                "--strategies: no strategy {name:?} (rr, none, prefork, reuseport, fork, node-rr, node-none)"
+                "no strategy {name:?} (rr, none, prefork, reuseport, fork, node-rr, node-none)"
             ))
         })?;
         if s.is_node() && !have_node {
             return Err(BenchError::BadInput(format!(
-                "--strategies {name}: `node` does not run here (or tests/node/bench-cluster.js is missing)"
+                "{name}: `node` does not run here (or tests/node/bench-cluster.js is missing)"
             )));
         }
         if !out.contains(&s) {
@@ -189,6 +210,13 @@ pub enum Progress {
         rounds: u32,
         strategy: Strategy,
     },
+    /// Counting the system calls of `strategy`, the `done + 1`-th of `total`, under strace.
+    Tracing {
+        done: u64,
+        total: u64,
+        workers: u32,
+        strategy: Strategy,
+    },
     /// Every run is over, or one failed: nothing more will come.
     Finished,
 }
@@ -208,12 +236,17 @@ pub struct RunResult {
     pub fairness: Option<stats::Fairness>,
     /// The primary's CPU time per connection, in microseconds.
     pub primary_cpu_us: Option<f64>,
+    /// The CPU time of all the server's processes per connection, in microseconds.
+    pub server_cpu_us: Option<f64>,
+    /// The CPU time of the load generator (the clients) per connection, in microseconds.
+    pub client_cpu_us: Option<f64>,
 }
 
 // ANCHOR: rounds
 /// Run the plan: for each worker count, `rounds` rounds of every strategy in turn. Our
 /// servers are `program` in the role `bench-server`. `progress` hears of each run as it
-/// starts, and once that all are over (or that one failed).
+/// starts, and once that all are over (or that one failed). The system calls are counted
+/// apart, by [`count_syscalls`].
 pub fn run(
     plan: &Plan,
     program: &ThisProgram,
@@ -250,6 +283,50 @@ pub fn run(
 /// How long the warm-up may wait for every worker to answer.
 const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
 
+/// The same under strace, which slows the start of every process down.
+const WARM_UP_LIMIT_TRACED: Duration = Duration::from_secs(60);
+
+/// The plan's `syscalls` strategies under strace, one after another, each with
+/// [`syscalls::workers_for`] workers: their system calls per connection.
+pub fn count_syscalls(
+    plan: &Plan,
+    program: &ThisProgram,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<SyscallCounts>, BenchError> {
+    let workers = syscalls::workers_for(plan);
+    let total = plan.syscalls.len() as u64;
+    let mut out = Vec::new();
+    for (done, &strategy) in plan.syscalls.iter().enumerate() {
+        let done = done as u64;
+        progress(Progress::Tracing {
+            done,
+            total,
+            workers,
+            strategy,
+        });
+        match syscalls::count(plan, program, strategy, workers) {
+            Ok(c) => out.push(c),
+            Err(e) => {
+                progress(Progress::Finished);
+                return Err(e);
+            }
+        }
+    }
+    progress(Progress::Finished);
+    Ok(out)
+}
+
+/// The load of a warm-up: short steps, as many as it takes.
+fn short_load(addr: std::net::SocketAddr, clients: usize) -> load::Load {
+    load::Load {
+        addr,
+        clients,
+        duration: Duration::from_millis(100),
+        max_connections: 10_000_000,
+        step_limit: Duration::from_secs(2),
+    }
+}
+
 // ANCHOR: run_one
 /// Start, warm up, measure, stop: one strategy with `workers` workers.
 fn run_one(
@@ -261,14 +338,8 @@ fn run_one(
 ) -> Result<RunResult, BenchError> {
     let lifetime = plan.duration + WARM_UP_LIMIT + Duration::from_secs(30);
     let server = RunningServer::start(strategy, workers, plan.port, program, lifetime)?;
-    let mut load = load::Load {
-        addr: server.addr,
-        clients: plan.clients,
-        duration: Duration::from_millis(100),
-        max_connections: 10_000_000,
-        step_limit: Duration::from_secs(2),
-    };
-    warm_up(&load, strategy, workers).map_err(|why| BenchError::Run {
+    let mut load = short_load(server.addr, plan.clients);
+    warm_up(&load, strategy, workers, WARM_UP_LIMIT).map_err(|why| BenchError::Run {
         strategy: strategy.name(),
         workers,
         why,
@@ -276,9 +347,17 @@ fn run_one(
     load.duration = plan.duration;
     let hz = crate::sys::clock_ticks_per_second();
     let before = server.primary_cpu_ticks();
+    let server_before = server.server_cpu_ticks();
+    let client_before = client_cpu_ticks();
     let mut tally = load::run(&load, crate::sys::interrupted);
     let after = server.primary_cpu_ticks();
+    let server_after = server.server_cpu_ticks();
+    let client_after = client_cpu_ticks();
     drop(server); // stopped and reaped before the next one starts
+    let per_connection = |b: Option<u64>, a: Option<u64>| {
+        b.zip(a)
+            .and_then(|(b, a)| stats::cpu_us_per_connection(b, a, hz, tally.completed))
+    };
     if crate::sys::interrupted() {
         return Err(BenchError::Interrupted);
     }
@@ -296,22 +375,33 @@ fn run_one(
         latency: stats::latency(&mut tally.latencies_us),
         fairness: strategy.has_workers().then(|| stats::fairness(&counts)),
         counts,
-        primary_cpu_us: before
-            .zip(after)
-            .and_then(|(b, a)| stats::cpu_us_per_connection(b, a, hz, tally.completed)),
+        primary_cpu_us: per_connection(before, after),
+        server_cpu_us: per_connection(server_before, server_after),
+        client_cpu_us: per_connection(client_before, client_after),
     })
 }
 // ANCHOR_END: run_one
 
+/// This process's CPU time so far (the load generator's threads; the rest of it sleeps).
+fn client_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    stats::cpu_ticks_from_stat(&stat)
+}
+
 /// Short loads until every worker has answered at least once (one answer for fork per
 /// connection): the servers are up, and no worker is still starting when the clock runs.
-fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), String> {
+fn warm_up(
+    load: &load::Load,
+    strategy: Strategy,
+    workers: u32,
+    limit: Duration,
+) -> Result<(), String> {
     let want = if strategy.has_workers() {
         workers as usize
     } else {
         1
     };
-    let deadline = std::time::Instant::now() + WARM_UP_LIMIT;
+    let deadline = std::time::Instant::now() + limit;
     let mut seen = load::Tally::default();
     loop {
         let t = load::run(load, crate::sys::interrupted);
@@ -325,7 +415,7 @@ fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), St
         }
         if std::time::Instant::now() >= deadline {
             return Err(format!(
-                "only {} of {want} workers answered within {WARM_UP_LIMIT:?}",
+                "only {} of {want} workers answered within {limit:?}",
                 seen.workers_seen()
             ));
         }
@@ -335,7 +425,8 @@ fn warm_up(load: &load::Load, strategy: Strategy, workers: u32) -> Result<(), St
 /// The whole command; `progress` as for [`run`].
 pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     crate::sys::install_interrupt_handler();
-    let plan = match Plan::from_args(args).and_then(|plan| check_outputs(args).map(|()| plan)) {
+    let plan = Plan::from_args(args).and_then(|plan| check_outputs(args, &plan).map(|()| plan));
+    let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");
@@ -347,9 +438,17 @@ pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
             "note: this is a debug build, which measures the debug build; use `cargo run --release -- bench`"
         );
     }
+    let code = Fingerprint::of_this_crate();
+    if let Err(e) = &code {
+        eprintln!(
+            "note: the sources are not where this program was built, so the JSON names no code: {e}"
+        );
+    }
     let started = std::time::SystemTime::now();
-    let results = run(&plan, &ThisProgram::default(), progress);
-    let results = match results {
+    let program = ThisProgram::default();
+    let measured = run(&plan, &program, progress)
+        .and_then(|runs| Ok((runs, count_syscalls(&plan, &program, progress)?)));
+    let (results, syscalls) = match measured {
         Ok(r) => r,
         Err(BenchError::Interrupted) => {
             eprintln!("interrupted; every server was stopped");
@@ -360,7 +459,19 @@ pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = report::Report::new(&plan, results, report::Machine::this_one(&plan, started));
+    let mut report = report::Report::new(&plan, results, report::Machine::this_one(&plan, started));
+    report.syscalls = syscalls;
+    report.code = match (code, Fingerprint::of_this_crate()) {
+        (Ok(before), Ok(after)) if before == after => Some(before),
+        (Ok(before), Ok(after)) => {
+            let changed = after.differences(&before).join(", ");
+            eprintln!(
+                "warning: the code changed while the benchmark ran ({changed}); the JSON names no code"
+            );
+            None
+        }
+        _ => None,
+    };
     match write_outputs(args, &report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -370,13 +481,43 @@ pub fn main(args: &BenchArgs, progress: &mut dyn FnMut(Progress)) -> ExitCode {
     }
 }
 
-/// `--svg` and `--table` must be writable before the benchmark runs, not after.
-fn check_outputs(args: &BenchArgs) -> Result<(), BenchError> {
-    for path in [&args.svg, &args.table].into_iter().flatten() {
+/// The files `--out DIR` writes.
+pub const OUT_JSON: &str = "bench.json";
+pub const OUT_TABLE: &str = "bench.txt";
+pub const OUT_SVG: &str = "bench.svg";
+pub const OUT_SYSCALLS: &str = "bench-syscalls.txt";
+
+/// `--svg`, `--table` and `--out`'s files must be writable before the benchmark runs, not
+/// after; and strace must run if `--syscalls` needs it.
+fn check_outputs(args: &BenchArgs, plan: &Plan) -> Result<(), BenchError> {
+    let mut files: Vec<PathBuf> = [&args.svg, &args.table]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if let Some(dir) = &args.out {
+        if !dir.is_dir() {
+            return Err(BenchError::Write {
+                path: dir.display().to_string(),
+                why: "--out needs a folder that exists".to_string(),
+            });
+        }
+        let mut names = vec![OUT_JSON, OUT_TABLE, OUT_SVG];
+        if !plan.syscalls.is_empty() {
+            names.push(OUT_SYSCALLS);
+        }
+        files.extend(names.into_iter().map(|n| dir.join(n)));
+    }
+    for path in &files {
         check_writable(path).map_err(|e| BenchError::Write {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
+    }
+    if !plan.syscalls.is_empty()
+        && let Some(why) = syscalls::missing_strace()
+    {
+        return Err(BenchError::BadInput(format!("--syscalls: {why}")));
     }
     Ok(())
 }
@@ -400,21 +541,39 @@ fn check_writable(path: &Path) -> std::io::Result<()> {
 /// The table (or the JSON) on stdout, and the files asked for.
 fn write_outputs(args: &BenchArgs, report: &report::Report) -> Result<(), BenchError> {
     let table = report.table();
+    let syscalls = syscalls::table(&report.syscalls);
     if args.json {
         println!("{}", report.to_json());
     } else {
         print!("{table}");
+        if !syscalls.is_empty() {
+            print!("\n{syscalls}");
+        }
     }
+    let svg = report.svg().map_err(|why| BenchError::Write {
+        path: "the chart".to_string(),
+        why,
+    })?;
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
     if let Some(path) = &args.table {
-        std::fs::write(path, &table).map_err(|e| BenchError::Write {
-            path: path.display().to_string(),
-            why: e.to_string(),
-        })?;
+        files.push((path.clone(), table.clone()));
     }
     if let Some(path) = &args.svg {
-        report.svg(path).map_err(|why| BenchError::Write {
+        files.push((path.clone(), svg.clone()));
+    }
+    if let Some(dir) = &args.out {
+        let json = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        files.push((dir.join(OUT_JSON), json + "\n"));
+        files.push((dir.join(OUT_TABLE), table));
+        files.push((dir.join(OUT_SVG), svg));
+        if !report.syscalls.is_empty() {
+            files.push((dir.join(OUT_SYSCALLS), syscalls));
+        }
+    }
+    for (path, text) in files {
+        std::fs::write(&path, text).map_err(|e| BenchError::Write {
             path: path.display().to_string(),
-            why,
+            why: e.to_string(),
         })?;
     }
     Ok(())

@@ -4,17 +4,19 @@
 //!
 //! Every figure of a strategy and worker count is the median over the rounds; its ratio
 //! against our round robin is taken per round (both ran in the same round, minutes apart at
-//! most) and then the median of those ratios is shown, next to each round's own.
+//! most) and then the median of those ratios is shown; how far the rounds' ratios were apart
+//! is shown too, and the JSON has each.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
 
+use super::fingerprint::Fingerprint;
 use super::servers::Strategy;
 use super::stats;
+use super::syscalls::SyscallCounts;
 use super::{Plan, RunResult};
 
 /// Where and when the numbers were measured.
@@ -71,7 +73,24 @@ pub struct StrategySummary {
     /// Median over rounds; infinite when a worker answered nothing in most rounds.
     pub max_min: Option<f64>,
     pub primary_cpu_us: Option<f64>,
+    pub server_cpu_us: Option<f64>,
+    pub client_cpu_us: Option<f64>,
     pub errors: u64,
+}
+
+impl StrategySummary {
+    /// How far apart the rounds' ratios were: the highest over the lowest (1: all alike).
+    pub fn vs_rr_spread(&self) -> Option<f64> {
+        let r: Vec<f64> = self.vs_rr_per_round.iter().flatten().copied().collect();
+        let hi = r.iter().copied().reduce(f64::max)?;
+        let lo = r.iter().copied().reduce(f64::min)?;
+        stats::ratio(hi, lo)
+    }
+
+    /// The CPU time of one connection, the server's and the clients' together.
+    pub fn cpu_us(&self) -> Option<f64> {
+        Some(self.server_cpu_us? + self.client_cpu_us?)
+    }
 }
 
 /// Everything one benchmark run produced.
@@ -81,11 +100,45 @@ pub struct Report {
     pub machine: Machine,
     pub runs: Vec<RunResult>,
     pub summary: Vec<StrategySummary>,
+    /// The system calls per connection, of the strategies counted under strace.
+    pub syscalls: Vec<SyscallCounts>,
+    /// The code that was measured (`None`: unknown, or it changed during the run).
+    pub code: Option<Fingerprint>,
 }
+
+/// The widest line of the table (and of the system call tables): what a phone shows of a
+/// code block in the book without scrolling.
+pub const WIDTH: usize = 35;
+
+/// The width of a table's first column, and of each of the others.
+const LABEL: usize = 10;
+const CELL: usize = 6;
 
 fn median_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     let v: Vec<f64> = values.flatten().collect();
     stats::median(&v)
+}
+
+/// One of the targets the bench checks: a ratio, per worker count, and its bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// `our rr ≥ 2 × node-rr`.
+    pub what: &'static str,
+    /// The JSON's name for it.
+    pub key: &'static str,
+    pub at_least: Option<f64>,
+    pub at_most: Option<f64>,
+    /// Per worker count: the ratio measured (same run, same worker count).
+    pub ratios: Vec<(u32, Option<f64>)>,
+    /// Per worker count: the same ratio from the CPU time per connection alone (server and
+    /// clients): what it would be if the CPUs were all that limited both strategies.
+    pub cpu_ratios: Vec<(u32, Option<f64>)>,
+}
+
+impl Target {
+    pub fn met(&self, ratio: f64) -> bool {
+        self.at_least.is_none_or(|b| ratio >= b) && self.at_most.is_none_or(|b| ratio <= b)
+    }
 }
 
 impl Report {
@@ -101,6 +154,8 @@ impl Report {
             machine,
             runs,
             summary,
+            syscalls: Vec::new(),
+            code: None,
         }
     }
 
@@ -111,22 +166,49 @@ impl Report {
     }
 
     // ANCHOR: targets
-    /// The two targets of chapter 11, per worker count: our round robin over Node's
-    /// (wanted: at least 2), and `SO_REUSEPORT` over our round robin (wanted: at most 1.5).
-    pub fn targets(&self) -> Vec<(u32, Option<f64>, Option<f64>)> {
-        self.plan
-            .workers
-            .iter()
-            .map(|&w| {
-                let node = self.find(Strategy::NodeRr, w).and_then(|s| s.vs_rr);
-                let reuseport = self.find(Strategy::Reuseport, w).and_then(|s| s.vs_rr);
-                (w, node.and_then(|n| stats::ratio(1.0, n)), reuseport)
-            })
-            .collect()
+    /// The project's two speed targets, per worker count, where the run has both strategies:
+    /// our round robin at least twice as fast as Node's, and `SO_REUSEPORT` at most 1.5 times
+    /// as fast as our round robin.
+    pub fn targets(&self) -> Vec<Target> {
+        let ratio = |a: Strategy, b: Strategy, of: &dyn Fn(&StrategySummary) -> Option<f64>| {
+            let per_worker = self.plan.workers.iter().map(|&w| {
+                let (a, b) = (self.find(a, w).and_then(of), self.find(b, w).and_then(of));
+                (w, a.zip(b).and_then(|(a, b)| stats::ratio(a, b)))
+            });
+            per_worker.collect::<Vec<_>>()
+        };
+        // Speed against our round robin is taken round by round (`vs_rr`), as in the table.
+        let speed = |s: &StrategySummary| s.vs_rr;
+        // Twice as fast is half the CPU per connection: CPU ratios are the other way up.
+        let cpu = |s: &StrategySummary| s.cpu_us().filter(|c| *c > 0.0).map(|c| 1.0 / c);
+        let has = |s: Strategy| self.plan.strategies.contains(&s);
+        let mut out = Vec::new();
+        if has(Strategy::Rr) && has(Strategy::NodeRr) {
+            out.push(Target {
+                what: "our rr ≥ 2 × node-rr",
+                key: "rr_over_node_rr",
+                at_least: Some(2.0),
+                at_most: None,
+                ratios: ratio(Strategy::Rr, Strategy::NodeRr, &speed),
+                cpu_ratios: ratio(Strategy::Rr, Strategy::NodeRr, &cpu),
+            });
+        }
+        if has(Strategy::Rr) && has(Strategy::Reuseport) {
+            out.push(Target {
+                what: "reuseport ≤ 1.5 × our rr",
+                key: "reuseport_over_rr",
+                at_least: None,
+                at_most: Some(1.5),
+                ratios: ratio(Strategy::Reuseport, Strategy::Rr, &speed),
+                cpu_ratios: ratio(Strategy::Reuseport, Strategy::Rr, &cpu),
+            });
+        }
+        out
     }
     // ANCHOR_END: targets
 
-    /// The table, as text.
+    /// The table, as text, no line wider than [`WIDTH`]: one small table per figure, the
+    /// strategies down and the worker counts across.
     pub fn table(&self) -> String {
         let m = &self.machine;
         let p = &self.plan;
@@ -135,77 +217,113 @@ impl Report {
             .node
             .as_deref()
             .map_or(String::new(), |v| format!(", node {v}"));
-        let _ = writeln!(
-            t,
-            "{}, {} CPUs, Linux {}, {} build{node}, {}",
-            m.cpu, m.cpus, m.kernel, m.build, m.date
-        );
-        let _ = writeln!(
-            t,
-            "{} clients on 127.0.0.1, a new connection per request; {} round{} of {:.1} s per strategy; medians over the rounds",
-            p.clients,
-            p.rounds,
-            if p.rounds == 1 { "" } else { "s" },
-            p.duration.as_secs_f64()
-        );
+        let rounds = match p.rounds {
+            1 => "1 round".to_string(),
+            n => format!("{n} rounds"),
+        };
+        let header = [
+            format!("{}, {} CPUs", m.cpu, m.cpus),
+            format!("Linux {}", m.kernel),
+            format!("{} build{node}", m.build),
+            format!("measured on {}", m.date),
+            format!(
+                "{} clients on 127.0.0.1, a new connection per request; {rounds} of {:.1} s \
+                 per strategy; medians over the rounds.",
+                p.clients,
+                p.duration.as_secs_f64()
+            ),
+        ];
+        for line in header {
+            for l in wrap(&line, WIDTH) {
+                let _ = writeln!(t, "{l}");
+            }
+        }
         let _ = writeln!(t);
-        let _ = writeln!(
-            t,
-            "{:>7}  {:<26} {:>8}  {:>6}  {:<18} {:>7} {:>7} {:>7}  {:>10}",
-            "workers",
-            "strategy",
-            "conn/s",
-            "vs rr",
-            "(each round)",
-            "p50 µs",
-            "p99 µs",
-            "max/min",
-            "primary µs"
+        for s in &p.strategies {
+            let mut label = wrap(s.label(), WIDTH - LABEL).into_iter();
+            let first = label.next().unwrap_or_default();
+            let _ = writeln!(t, "{:<LABEL$}{first}", s.name());
+            for more in label {
+                let _ = writeln!(t, "{:<LABEL$}{more}", "");
+            }
+        }
+        let cell = |f: &dyn Fn(&StrategySummary) -> String| {
+            let rows = p.strategies.iter().map(|&s| {
+                let cells = p
+                    .workers
+                    .iter()
+                    .map(|&w| self.find(s, w).map_or("-".into(), f));
+                (s.name().to_string(), cells.collect::<Vec<_>>())
+            });
+            rows.collect::<Vec<_>>()
+        };
+        let mut grid = |title: &str, rows: Vec<(String, Vec<String>)>| {
+            let _ = writeln!(t);
+            grid(&mut t, title, &p.workers, &rows);
+        };
+        grid(
+            "Connections per second, thousands",
+            cell(&|s| format!("{:.1}", s.conn_per_s / 1000.0)),
         );
-        for s in &self.summary {
-            let rounds: Vec<String> = s.vs_rr_per_round.iter().map(|r| fmt_ratio(*r)).collect();
-            let _ = writeln!(
-                t,
-                "{:>7}  {:<26} {:>8}  {:>6}  {:<18} {:>7} {:>7} {:>7}  {:>10}",
-                s.workers,
-                s.strategy.label(),
-                thousands(s.conn_per_s),
-                fmt_ratio(s.vs_rr),
-                if p.rounds > 1 {
-                    rounds.join(" ")
-                } else {
-                    String::new()
-                },
-                fmt_opt(s.p50_us, 0),
-                fmt_opt(s.p99_us, 0),
-                match (s.strategy.has_workers(), s.max_min) {
-                    (false, _) => "-".to_string(),
-                    (true, None) => "∞".to_string(),
-                    (true, Some(f)) => format!("{f:.2}"),
-                },
-                fmt_opt(s.primary_cpu_us, 1),
+        grid(
+            "vs rr: over our round robin's",
+            cell(&|s| fmt_ratio(s.vs_rr)),
+        );
+        if p.rounds > 1 {
+            grid(
+                "vs rr: highest round / lowest",
+                cell(&|s| fmt_ratio(s.vs_rr_spread())),
             );
         }
+        grid("p50 latency, µs", cell(&|s| fmt_us(s.p50_us)));
+        grid("p99 latency, µs", cell(&|s| fmt_us(s.p99_us)));
+        grid(
+            "max/min: busiest / idlest worker",
+            cell(&|s| match (s.strategy.has_workers(), s.max_min) {
+                (false, _) => "-".to_string(),
+                (true, None) => "∞".to_string(),
+                (true, Some(f)) => format!("{f:.2}"),
+            }),
+        );
+        grid(
+            "Primary's CPU per connection, µs",
+            cell(&|s| fmt_us(s.primary_cpu_us)),
+        );
+        grid(
+            "Server's CPU per connection, µs",
+            cell(&|s| fmt_us(s.server_cpu_us)),
+        );
         let errors: u64 = self.summary.iter().map(|s| s.errors).sum();
         if errors > 0 {
-            let _ = writeln!(
-                t,
-                "\n{errors} requests failed (refused, reset or timed out); they are not counted"
+            let _ = writeln!(t);
+            let line = format!(
+                "{errors} requests failed (refused, reset or timed out); they are not counted."
             );
-        }
-        let targets = self.targets();
-        if targets.iter().any(|(_, a, b)| a.is_some() || b.is_some()) {
-            let _ = writeln!(t, "\ntargets, same run and same worker count:");
-            for (w, node, reuseport) in targets {
-                let mut parts = Vec::new();
-                if let Some(r) = node {
-                    parts.push(format!("our rr / Node rr = {r:.2} (want >= 2)"));
-                }
-                if let Some(r) = reuseport {
-                    parts.push(format!("SO_REUSEPORT / our rr = {r:.2} (want <= 1.5)"));
-                }
-                let _ = writeln!(t, "  {w} workers: {}", parts.join("; "));
+            for l in wrap(&line, WIDTH) {
+                let _ = writeln!(t, "{l}");
             }
+        }
+        for target in self.targets() {
+            let _ = writeln!(t);
+            let _ = writeln!(t, "Target: {}", target.what);
+            let ratios: Vec<String> = target.ratios.iter().map(|(_, r)| fmt_ratio(*r)).collect();
+            let met: Vec<String> = target
+                .ratios
+                .iter()
+                .map(|(_, r)| r.map_or("-", |r| if target.met(r) { "yes" } else { "no" }))
+                .map(String::from)
+                .collect();
+            let cpu: Vec<String> = target
+                .cpu_ratios
+                .iter()
+                .map(|(_, r)| fmt_ratio(*r))
+                .collect();
+            let rows = vec![
+                ("measured".to_string(), ratios),
+                ("met".to_string(), met),
+                ("CPU alone".to_string(), cpu),
+            ];
+            grid_rows(&mut t, &p.workers, &rows);
         }
         t
     }
@@ -216,94 +334,226 @@ impl Report {
         let p = &self.plan;
         let runs: Vec<Value> = self.runs.iter().map(run_json).collect();
         let summary: Vec<Value> = self.summary.iter().map(summary_json).collect();
-        let mut node_t = BTreeMap::new();
-        let mut reuse_t = BTreeMap::new();
-        for (w, node, reuseport) in self.targets() {
-            node_t.insert(w.to_string(), json!(node));
-            reuse_t.insert(w.to_string(), json!(reuseport));
+        let mut targets = serde_json::Map::new();
+        for target in self.targets() {
+            let per_worker = |r: &[(u32, Option<f64>)]| {
+                let r = r.iter().map(|(w, r)| (w.to_string(), json!(r.map(round4))));
+                r.collect::<BTreeMap<_, _>>()
+            };
+            targets.insert(
+                target.key.to_string(),
+                json!({"what": target.what, "at_least": target.at_least, "at_most": target.at_most,
+                       "measured": per_worker(&target.ratios),
+                       "from_cpu_time": per_worker(&target.cpu_ratios)}),
+            );
         }
+        let code = self.code.as_ref().map(|c| {
+            json!({"measured": super::fingerprint::MEASURED, "fingerprint": c.all,
+                   "files": c.files})
+        });
         json!({
             "machine": {"cpu": m.cpu, "cpus": m.cpus, "kernel": m.kernel, "build": m.build,
                         "node": m.node, "date": m.date},
+            "code": code,
             "plan": {"workers": p.workers, "clients": p.clients,
                      "duration_s": p.duration.as_secs_f64(), "rounds": p.rounds,
-                     "strategies": p.strategies.iter().map(|s| s.name()).collect::<Vec<_>>()},
+                     "strategies": p.strategies.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                     "syscalls": p.syscalls.iter().map(|s| s.name()).collect::<Vec<_>>()},
             "runs": runs,
             "summary": summary,
-            "targets": {"rr_over_node_rr": node_t, "reuseport_over_rr": reuse_t},
+            "targets": targets,
+            "syscalls": self.syscalls.iter().map(SyscallCounts::to_json).collect::<Vec<_>>(),
         })
     }
 
     // ANCHOR: svg
     /// The chart: connections/s (median over rounds) of each strategy against the number of
-    /// workers, one line per strategy, and the legend on the right.
-    pub fn svg(&self, path: &Path) -> Result<(), String> {
+    /// workers, on a log scale, one line per strategy, with the legend under the plot. Sized
+    /// for a phone: 400 pixels wide, no text smaller than 14 pixels, and every strategy told
+    /// apart by its line (solid: ours; short dashes: chapter 9's; long dashes: Node's) and its
+    /// marker, not by colour alone.
+    pub fn svg(&self) -> Result<String, String> {
         use plotters::prelude::*;
         let e = |e: DrawingAreaErrorKind<_>| e.to_string();
-        let workers = self.plan.workers.clone();
-        let max_w = workers.iter().copied().max().unwrap_or(1);
+        let strategies = &self.plan.strategies;
+        let (lo, hi) = log2_range(&self.plan.workers);
         let top = self
             .summary
             .iter()
             .map(|s| s.conn_per_s)
             .fold(0.0, f64::max);
-        let root = SVGBackend::new(path, (860, 480)).into_drawing_area();
-        root.fill(&WHITE).map_err(e)?;
-        let (plot, legend) = root.split_horizontally(640);
-        let m = &self.machine;
-        let caption = format!(
-            "New connections per second, 127.0.0.1, {} clients ({} CPUs, {})",
-            self.plan.clients, m.cpus, m.date
-        );
-        let mut chart = ChartBuilder::on(&plot)
-            .caption(caption, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0u32..max_w + 1, 0f64..(top * 1.1).max(1.0))
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .x_desc("workers")
-            .y_desc("connections/s")
-            .x_labels(max_w as usize + 2)
-            .x_label_formatter(&|x| match workers.contains(x) {
-                true => x.to_string(),
-                false => String::new(),
-            })
-            .y_label_formatter(&|y| thousands(*y))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(e)?;
-        for (i, &strategy) in self.plan.strategies.iter().enumerate() {
-            let style = ShapeStyle::from(colour(strategy)).stroke_width(2);
-            let points: Vec<(u32, f64)> = self
-                .summary
-                .iter()
-                .filter(|s| s.strategy == strategy)
-                .map(|s| (s.workers, s.conn_per_s))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), style))
-                .map_err(e)?;
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, style.filled())))
-                .map_err(e)?;
-            let y = 60 + 26 * i as i32;
-            legend
-                .draw(&PathElement::new(vec![(4, y), (30, y)], style))
-                .map_err(e)?;
-            legend
+        let (width, title_height, plot_height, row) = (400u32, 58u32, 300u32, 26u32);
+        let legend_top = title_height + plot_height;
+        let height = legend_top + 24 + row * strategies.len() as u32;
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+            root.fill(&WHITE).map_err(e)?;
+            let (title, rest) = root.split_vertically(title_height);
+            let (plot, legend) = rest.split_vertically(plot_height);
+            let m = &self.machine;
+            let centre = |size| {
+                ("sans-serif", size)
+                    .into_font()
+                    .into_text_style(&title)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Top,
+                    ))
+            };
+            let subtitle = format!("{} CPUs, {} clients, {}", m.cpus, self.plan.clients, m.date);
+            let mid = width as i32 / 2;
+            title
                 .draw(&Text::new(
-                    strategy.label(),
-                    (38, y - 7),
-                    ("sans-serif", 14),
+                    "New connections per second",
+                    (mid, 8),
+                    centre(TITLE),
                 ))
                 .map_err(e)?;
+            title
+                .draw(&Text::new(subtitle, (mid, 34), centre(TEXT)))
+                .map_err(e)?;
+            let mut chart = ChartBuilder::on(&plot)
+                .margin(10)
+                .margin_right(20)
+                .x_label_area_size(56)
+                .y_label_area_size(48)
+                .build_cartesian_2d(lo..hi, 0f64..(top * 1.1).max(1.0))
+                .map_err(e)?;
+            chart
+                .configure_mesh()
+                .x_desc("workers (log scale)")
+                // One label per power of two; only the worker counts measured are written.
+                .x_labels((hi - lo).ceil() as usize + 1)
+                .x_label_formatter(&|x| {
+                    let w = self
+                        .plan
+                        .workers
+                        .iter()
+                        .find(|&&w| (log2(w) - x).abs() < 0.01);
+                    w.map_or(String::new(), u32::to_string)
+                })
+                .y_labels(6)
+                .y_label_formatter(&|y| match (y / 1000.0).round() {
+                    0.0 => "0".to_string(),
+                    k => format!("{k}k"),
+                })
+                .label_style(("sans-serif", TEXT))
+                .axis_desc_style(("sans-serif", TEXT))
+                .disable_x_mesh()
+                .max_light_lines(0)
+                .bold_line_style(RGBColor(225, 225, 225))
+                .draw()
+                .map_err(e)?;
+            for &strategy in strategies {
+                let points: Vec<(f64, f64)> = self
+                    .summary
+                    .iter()
+                    .filter(|s| s.strategy == strategy)
+                    .map(|s| (log2(s.workers), s.conn_per_s))
+                    .collect();
+                let style = ShapeStyle::from(colour(strategy)).stroke_width(2);
+                match dashes(strategy) {
+                    None => chart.draw_series(LineSeries::new(points.clone(), style)),
+                    Some((dash, gap)) => {
+                        chart.draw_series(DashedLineSeries::new(points.clone(), dash, gap, style))
+                    }
+                }
+                .map_err(e)?;
+                for p in &points {
+                    draw_marker(&root, strategy, chart.backend_coord(p))?;
+                }
+            }
+            for (i, &strategy) in strategies.iter().enumerate() {
+                let y = 12 + (row * i as u32) as i32 + row as i32 / 2;
+                let style = ShapeStyle::from(colour(strategy)).stroke_width(2);
+                let line = [(12, y), (60, y)];
+                match dashes(strategy) {
+                    None => legend.draw(&PathElement::new(line, style)),
+                    Some((dash, gap)) => legend.draw(&plotters::element::DashedPathElement::new(
+                        line, dash, gap, style,
+                    )),
+                }
+                .map_err(e)?;
+                draw_marker(&root, strategy, (36, legend_top as i32 + y))?;
+                let text = ("sans-serif", TEXT)
+                    .into_font()
+                    .into_text_style(&legend)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Left,
+                        plotters::style::text_anchor::VPos::Center,
+                    ));
+                legend
+                    .draw(&Text::new(strategy.label(), (72, y), text))
+                    .map_err(e)?;
+            }
+            root.present().map_err(e)?;
         }
-        root.present().map_err(e)
+        Ok(svg)
     }
     // ANCHOR_END: svg
+}
+
+/// Text in the chart, as plotters sizes it: it writes `font-size` as this over 1.24, so 18
+/// is 14.5 pixels.
+const TEXT: u32 = 18;
+const TITLE: u32 = 21;
+
+fn log2(workers: u32) -> f64 {
+    f64::from(workers.max(1)).log2()
+}
+
+/// The x axis: the worker counts' logarithms, with some room on either side.
+fn log2_range(workers: &[u32]) -> (f64, f64) {
+    let lo = workers.iter().copied().min().unwrap_or(1);
+    let hi = workers.iter().copied().max().unwrap_or(1);
+    (log2(lo) - 0.35, log2(hi) + 0.35)
+}
+
+/// Each strategy's line: solid for our cluster, short dashes for chapter 9's models, long
+/// dashes for Node's cluster (dash and gap, in pixels).
+fn dashes(strategy: Strategy) -> Option<(i32, i32)> {
+    match strategy {
+        Strategy::Rr | Strategy::None => None,
+        Strategy::Prefork | Strategy::Reuseport | Strategy::Fork => Some((5, 4)),
+        Strategy::NodeRr | Strategy::NodeNone => Some((14, 6)),
+    }
+}
+
+/// Each strategy's marker, centred on `at` (pixels): round robin a circle and `SCHED_NONE` a
+/// square (filled: ours, hollow: Node's); pre-fork a triangle, `SO_REUSEPORT` a diamond, fork
+/// per connection a cross.
+fn draw_marker(
+    area: &plotters::prelude::DrawingArea<
+        plotters::prelude::SVGBackend<'_>,
+        plotters::coord::Shift,
+    >,
+    strategy: Strategy,
+    at: (i32, i32),
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let colour = colour(strategy);
+    let filled = ShapeStyle::from(colour).filled();
+    let hollow = ShapeStyle::from(colour).stroke_width(2);
+    let at = EmptyElement::at(at);
+    let square = [(-5, -5), (5, 5)];
+    match strategy {
+        Strategy::Rr => area.draw(&(at + Circle::new((0, 0), 5, filled))),
+        Strategy::NodeRr => area.draw(&(at + Circle::new((0, 0), 5, hollow))),
+        Strategy::None => area.draw(&(at + Rectangle::new(square, filled))),
+        Strategy::NodeNone => area.draw(&(at + Rectangle::new(square, hollow))),
+        Strategy::Prefork => {
+            area.draw(&(at + Polygon::new(vec![(0, -7), (6, 5), (-6, 5)], filled)))
+        }
+        Strategy::Reuseport => {
+            area.draw(&(at + Polygon::new(vec![(0, -7), (7, 0), (0, 7), (-7, 0)], filled)))
+        }
+        Strategy::Fork => area.draw(
+            &(at + PathElement::new(vec![(-5, -5), (5, 5)], hollow)
+                + PathElement::new(vec![(-5, 5), (5, -5)], hollow)),
+        ),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Each strategy's colour in the chart: ours warm, the kernel's models cool, Node's violet.
@@ -318,6 +568,58 @@ fn colour(strategy: Strategy) -> plotters::style::RGBColor {
         Strategy::NodeRr => RGBColor(148, 103, 189),
         Strategy::NodeNone => RGBColor(227, 119, 194),
     }
+}
+
+/// A titled table: `rows` (a label, then one cell per worker count) under a line of worker
+/// counts.
+fn grid(t: &mut String, title: &str, workers: &[u32], rows: &[(String, Vec<String>)]) {
+    let _ = writeln!(t, "{title}");
+    grid_rows(t, workers, rows);
+}
+
+/// The rows under a line of worker counts; when there are more worker counts than fit in
+/// [`WIDTH`], the columns go on in another block below.
+fn grid_rows(t: &mut String, workers: &[u32], rows: &[(String, Vec<String>)]) {
+    let per_block = ((WIDTH - LABEL) / CELL).max(1);
+    for (block, ws) in workers.chunks(per_block).enumerate() {
+        if block > 0 {
+            let _ = writeln!(t);
+        }
+        let from = block * per_block;
+        let _ = write!(t, "{:<LABEL$}", "workers");
+        for w in ws {
+            let _ = write!(t, "{w:>CELL$}");
+        }
+        let _ = writeln!(t);
+        for (label, cells) in rows {
+            let _ = write!(t, "{label:<LABEL$}");
+            for c in cells.iter().skip(from).take(ws.len()) {
+                let _ = write!(t, "{c:>CELL$}");
+            }
+            let _ = writeln!(t);
+        }
+    }
+}
+
+/// `text` broken at spaces into lines of at most `width` characters (a longer word stays
+/// whole).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let wanted = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && wanted > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// One strategy at one worker count, from its runs.
@@ -354,6 +656,8 @@ fn summarise(runs: &[RunResult], strategy: Strategy, workers: u32, rounds: u32) 
         p99_us: median_of(mine.iter().map(|r| r.latency.p99_us.map(f64::from))),
         max_min,
         primary_cpu_us: median_of(mine.iter().map(|r| r.primary_cpu_us)),
+        server_cpu_us: median_of(mine.iter().map(|r| r.server_cpu_us)),
+        client_cpu_us: median_of(mine.iter().map(|r| r.client_cpu_us)),
         errors: mine.iter().map(|r| r.errors).sum(),
     }
 }
@@ -371,6 +675,8 @@ fn run_json(r: &RunResult) -> Value {
         "shares": r.fairness.as_ref().map(|f| f.shares.iter().map(|s| round4(*s)).collect::<Vec<_>>()),
         "max_min": r.fairness.as_ref().and_then(|f| f.max_min).map(round2),
         "primary_cpu_us_per_conn": r.primary_cpu_us.map(round2),
+        "server_cpu_us_per_conn": r.server_cpu_us.map(round2),
+        "client_cpu_us_per_conn": r.client_cpu_us.map(round2),
     })
 }
 
@@ -385,6 +691,8 @@ fn summary_json(s: &StrategySummary) -> Value {
         "latency_us": {"p50": s.p50_us, "p99": s.p99_us},
         "max_min": s.max_min.map(round2),
         "primary_cpu_us_per_conn": s.primary_cpu_us.map(round2),
+        "server_cpu_us_per_conn": s.server_cpu_us.map(round2),
+        "client_cpu_us_per_conn": s.client_cpu_us.map(round2),
         "errors": s.errors,
     })
 }
@@ -401,8 +709,14 @@ fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or("-".to_string(), |r| format!("{r:.2}"))
 }
 
-fn fmt_opt(x: Option<f64>, decimals: usize) -> String {
-    x.map_or("-".to_string(), |x| format!("{x:.decimals$}"))
+/// Microseconds in at most five characters: `12.3`, `123`, `12345`, `123k`.
+fn fmt_us(x: Option<f64>) -> String {
+    match x {
+        None => "-".to_string(),
+        Some(x) if x < 100.0 => format!("{x:.1}"),
+        Some(x) if x < 99_999.5 => format!("{x:.0}"),
+        Some(x) => format!("{:.0}k", x / 1000.0),
+    }
 }
 
 /// `12345.6` → `12,346`.

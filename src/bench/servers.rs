@@ -15,8 +15,9 @@
 //! it is given.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::BenchError;
@@ -229,9 +230,14 @@ pub fn node_version() -> Option<String> {
 
 /// A server under test. Dropping it stops and reaps it (see the module's doc).
 pub struct RunningServer {
+    /// The server's first process, or `strace` when it runs under strace.
     helper: Running,
+    /// Whether `helper` is `strace`, with the server as its child.
+    traced: bool,
     pub strategy: Strategy,
     pub addr: SocketAddr,
+    /// The server's first process: its primary, or the parent of chapter 9's children.
+    pub root: u32,
     /// The pid whose CPU time is "the primary's".
     pub primary: Option<u32>,
 }
@@ -245,6 +251,31 @@ impl RunningServer {
         port: u16,
         program: &ThisProgram,
         lifetime: Duration,
+    ) -> Result<RunningServer, BenchError> {
+        RunningServer::start_maybe_traced(strategy, workers, port, program, lifetime, None)
+    }
+
+    /// [`RunningServer::start`], under `strace -f -ttt`, which writes every system call of
+    /// every process of the server, with the time it was made, to `trace` (see
+    /// [`super::syscalls`]).
+    pub fn start_traced(
+        strategy: Strategy,
+        workers: u32,
+        port: u16,
+        program: &ThisProgram,
+        lifetime: Duration,
+        trace: &Path,
+    ) -> Result<RunningServer, BenchError> {
+        RunningServer::start_maybe_traced(strategy, workers, port, program, lifetime, Some(trace))
+    }
+
+    fn start_maybe_traced(
+        strategy: Strategy,
+        workers: u32,
+        port: u16,
+        program: &ThisProgram,
+        lifetime: Duration,
+        trace: Option<&Path>,
     ) -> Result<RunningServer, BenchError> {
         let start_error = |why: String| BenchError::Start {
             strategy: strategy.name(),
@@ -274,16 +305,38 @@ impl RunningServer {
                     .map_err(|e| start_error(e.to_string()))?
             }
         };
+        if let Some(out) = trace {
+            cmd = under_strace(&cmd, out);
+        }
         let helper =
             helper::spawn(&mut cmd, Capture::Both).map_err(|e| start_error(e.to_string()))?;
         let pid = helper.pid();
         let mut server = RunningServer {
             helper,
+            traced: trace.is_some(),
             strategy,
             addr: SocketAddr::new(LOOPBACK, port),
+            root: pid,
             primary: strategy.has_primary().then_some(pid),
         };
         server.wait_ready()?;
+        if server.traced {
+            // strace's one child is the server (our lab says nothing when it is ready, so it
+            // may take strace a moment to start it).
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            let root = loop {
+                match children(&parents(), pid).first() {
+                    Some(&root) => break Some(root),
+                    None if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    None => break None,
+                }
+            };
+            let root = root.ok_or_else(|| server.failed("strace started no server"))?;
+            server.root = root;
+            server.primary = strategy.has_primary().then_some(root);
+        }
         Ok(server)
     }
 
@@ -342,8 +395,28 @@ impl RunningServer {
         stats::cpu_ticks_from_stat(&stat)
     }
 
+    /// The CPU time so far of every process of the server, in clock ticks: each one's
+    /// `utime + stime`, and the children each has reaped (`cutime + cstime`: fork per
+    /// connection's children).
+    pub fn server_cpu_ticks(&self) -> Option<u64> {
+        let tree = tree(&parents(), self.root);
+        let stats = tree
+            .iter()
+            .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok());
+        let ticks: Vec<u64> = stats
+            .filter_map(|s| stats::cpu_ticks_with_children_from_stat(&s))
+            .collect();
+        (!ticks.is_empty()).then(|| ticks.iter().sum())
+    }
+
     /// `SIGTERM`, up to 5 s for the tree to stop itself, then `SIGKILL`; always reaped.
+    /// Under strace the server gets the `SIGTERM`, so that strace sees it stop and writes
+    /// every call before it ends; a killed strace would leave the trace cut short.
     pub fn stop(&mut self) {
+        if self.traced && matches!(self.helper.wait(Duration::ZERO), Ok(None)) {
+            sys::kill(self.root, sys::Signal::SIGTERM);
+            let _ = self.helper.wait(Duration::from_secs(10));
+        }
         self.helper.stop(Duration::from_secs(5));
     }
 }
@@ -368,4 +441,92 @@ fn node_command(strategy: Strategy, workers: u32, port: u16, lifetime_secs: u64)
         lifetime_secs.to_string(),
     ]);
     cmd
+}
+
+/// `strace -f -qq -ttt -o OUT -- [setpriv --pdeathsig KILL --] <cmd>`: every system call of
+/// every process and thread, each line with its process or thread id and the time it was made,
+/// and the server killed if strace dies (a killed strace would only detach it). `cmd`'s
+/// environment goes along.
+fn under_strace(cmd: &Command, out: &Path) -> Command {
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-f", "-qq", "-ttt", "-s", "0", "-o"])
+        .arg(out)
+        .arg("--")
+        .args(dying_with_strace())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => traced.env(key, v),
+            None => traced.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        traced.current_dir(dir);
+    }
+    traced
+}
+
+/// `setpriv --pdeathsig KILL --`, when `setpriv` (util-linux) runs here; it adds one `execve`
+/// before the server starts, and nothing once it serves.
+fn dying_with_strace() -> &'static [&'static str] {
+    static WORDS: OnceLock<&'static [&'static str]> = OnceLock::new();
+    WORDS.get_or_init(|| {
+        let words: &'static [&'static str] = &["setpriv", "--pdeathsig", "KILL", "--"];
+        let mut probe = Command::new(words[0]);
+        probe.args(&words[1..]).arg("true");
+        match helper::run(&mut probe, Capture::Both, Duration::from_secs(10)) {
+            Ok(done) if done.status.success() => words,
+            _ => &[],
+        }
+    })
+}
+
+/// Every process's parent, from `/proc/*/stat`.
+fn parents() -> Vec<(u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let pids = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok());
+    pids.filter_map(|pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some((pid, stats::ppid_from_stat(&stat)?))
+    })
+    .collect()
+}
+
+/// The children of `pid`, in pid order.
+fn children(parents: &[(u32, u32)], pid: u32) -> Vec<u32> {
+    let mut kids: Vec<u32> = parents
+        .iter()
+        .filter(|(_, ppid)| *ppid == pid)
+        .map(|(p, _)| *p)
+        .collect();
+    kids.sort_unstable();
+    kids
+}
+
+/// `pid` and every process below it.
+fn tree(parents: &[(u32, u32)], pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while let Some(&p) = all.get(i) {
+        all.extend(children(parents, p));
+        i += 1;
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_of_processes() {
+        let parents = [(10, 1), (11, 10), (12, 10), (13, 11), (20, 1)];
+        assert_eq!(children(&parents, 10), [11, 12]);
+        assert_eq!(tree(&parents, 10), [10, 11, 12, 13]);
+        assert_eq!(tree(&parents, 13), [13]);
+    }
 }

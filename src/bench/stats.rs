@@ -98,12 +98,32 @@ pub fn cpu_us_per_connection(before: u64, after: u64, hz: u64, connections: u64)
 /// (field 2) is in parentheses and may itself hold spaces or parentheses, so fields are
 /// counted from the last `)`.
 pub fn cpu_ticks_from_stat(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // After the name: state is field 3, so field N is at index N - 3.
+    let fields = fields_after_name(stat)?;
     let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
     let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// `utime + stime + cutime + cstime` (fields 14 to 17): a process's CPU time and that of
+/// the children it has reaped.
+pub fn cpu_ticks_with_children_from_stat(stat: &str) -> Option<u64> {
+    let fields = fields_after_name(stat)?;
+    let mut sum = 0;
+    for n in 14..=17 {
+        sum += fields.get(n - 3)?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
+/// The parent's pid (field 4) from the text of `/proc/PID/stat`.
+pub fn ppid_from_stat(stat: &str) -> Option<u32> {
+    fields_after_name(stat)?.get(4 - 3)?.parse().ok()
+}
+
+/// The fields after the command name (field 2), which is in parentheses and may itself hold
+/// spaces or parentheses: they are counted from the last `)`. Field N is at index N - 3.
+fn fields_after_name(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
 }
 
 /// Latencies of one run, summarised.
@@ -195,6 +215,10 @@ mod tests {
         let stat = "4242 (a b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0";
         assert_eq!(cpu_ticks_from_stat(stat), Some(300));
         assert_eq!(cpu_ticks_from_stat("garbage"), None);
+        assert_eq!(cpu_ticks_with_children_from_stat(stat), Some(300));
+        let reaped = "7 (x) S 1 7 7 0 -1 0 0 0 0 0 250 50 30 20 20 0 1 0";
+        assert_eq!(cpu_ticks_with_children_from_stat(reaped), Some(350));
+        assert_eq!(ppid_from_stat(stat), Some(1));
         assert_eq!(cpu_us_per_connection(100, 300, 100, 1000), Some(2000.0));
         assert_eq!(cpu_us_per_connection(100, 300, 100, 0), None);
         assert_eq!(cpu_us_per_connection(300, 100, 100, 10), None);
