@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod chart;
 pub mod fingerprint;
 pub mod load;
 pub mod report;
