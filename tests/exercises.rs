@@ -15,7 +15,9 @@ use cluster_walkthrough::check::{self, EXERCISES};
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 
 /// Every exercise this file tests, one `#[test]` each (checked against the list below).
-const TESTED: [&str; 6] = ["1.1", "2.1", "2.2", "3.1", "5.1", "7.1"];
+const TESTED: [&str; 10] = [
+    "1.1", "2.1", "2.2", "3.1", "4.1", "5.1", "6.1", "7.1", "8.1", "9.1",
+];
 
 /// `check <id> [--file <file>]`, marked so that what it leaves behind can be found.
 fn check(id: &str, file: Option<&Path>) -> common::Run {
@@ -79,13 +81,33 @@ fn ex_3_1_worker_fds() {
 }
 
 #[test]
+fn ex_4_1_two_servers() {
+    starter_fails_and_solution_passes("4.1");
+}
+
+#[test]
 fn ex_5_1_rotation() {
     starter_fails_and_solution_passes("5.1");
 }
 
 #[test]
+fn ex_6_1_sched_none() {
+    starter_fails_and_solution_passes("6.1");
+}
+
+#[test]
 fn ex_7_1_survive() {
     starter_fails_and_solution_passes("7.1");
+}
+
+#[test]
+fn ex_8_1_wire_log() {
+    starter_fails_and_solution_passes("8.1");
+}
+
+#[test]
+fn ex_9_1_reuse_port() {
+    starter_fails_and_solution_passes("9.1");
 }
 
 #[test]

@@ -15,8 +15,12 @@
 mod ch01;
 mod ch02;
 mod ch03;
+mod ch04;
 mod ch05;
+mod ch06;
 mod ch07;
+mod ch08;
+mod ch09;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -114,16 +118,40 @@ pub const EXERCISES: &[Exercise] = &[
         check: ch03::worker_fds,
     },
     Exercise {
+        id: "4.1",
+        title: "Two servers on port 0 in each worker, under our lab: which ports are shared?",
+        file: "ch04/1_two_servers.js",
+        check: ch04::two_servers,
+    },
+    Exercise {
         id: "5.1",
         title: "A cluster primary that makes six requests and prints who answered each",
         file: "ch05/1_rotation.js",
         check: ch05::rotation,
     },
     Exercise {
+        id: "6.1",
+        title: "Switch a cluster script to SCHED_NONE from inside; strace shows who listens",
+        file: "ch06/1_sched_none.js",
+        check: ch06::sched_none,
+    },
+    Exercise {
         id: "7.1",
         title: "Handle 'error' so that workers stay up when the port is taken",
         file: "ch07/1_survive.js",
         check: ch07::survive,
+    },
+    Exercise {
+        id: "8.1",
+        title: "Read the lab's wire log: count Node's messages, follow each newconn",
+        file: "ch08/1_wire_log.js",
+        check: ch08::wire_log,
+    },
+    Exercise {
+        id: "9.1",
+        title: "Two plain processes on one port with reusePort (SO_REUSEPORT)",
+        file: "ch09/1_reuse_port.js",
+        check: ch09::reuse_port,
     },
 ];
 
@@ -217,6 +245,18 @@ mod tests {
                 e.file.starts_with(&format!("ch{chapter:0>2}/")),
                 "{}",
                 e.file
+            );
+        }
+    }
+
+    #[test]
+    fn every_chapter_from_1_to_9_has_an_exercise() {
+        for ch in 1..=9 {
+            assert!(
+                EXERCISES
+                    .iter()
+                    .any(|e| e.id.starts_with(&format!("{ch}."))),
+                "chapter {ch}"
             );
         }
     }

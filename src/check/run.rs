@@ -16,6 +16,7 @@ use super::Verdict;
 use crate::helper::{self, Capture};
 use crate::loopback;
 use crate::node_source::{self, Version, Want};
+use crate::strace;
 use crate::sys;
 
 /// The variable that marks every process of one run (`<our pid>-<run>`).
@@ -25,6 +26,13 @@ const MARK: &str = "CLUSTER_WALKTHROUGH_CHECK_RUN";
 const OLDEST: Version = Version {
     major: 18,
     minor: 0,
+    patch: 0,
+};
+
+/// The first Node with `reusePort` for `net` servers (v22.12.0, also in v23.1.0).
+pub(super) const REUSE_PORT: Version = Version {
+    major: 22,
+    minor: 12,
     patch: 0,
 };
 
@@ -48,6 +56,14 @@ impl Node {
     /// (with the path of a Node that is not the one on `PATH`).
     pub(super) fn typed(&self, file: &Path) -> String {
         format!("{} {}", super::typed(&self.path), super::typed(file))
+    }
+
+    /// The mirror's `--node`: this Node's line if the mirror follows it, else the default.
+    pub(super) fn line(&self) -> u32 {
+        match self.version.major {
+            m @ (20 | 22 | 24 | 26) => m,
+            _ => 24,
+        }
     }
 }
 
@@ -102,6 +118,14 @@ fn version_of(bin: &Path) -> Option<Version> {
         .success()
         .then(|| Version::parse(&done.stdout))
         .flatten()
+}
+
+/// `strace` works here; else the skip that says why.
+pub(super) fn strace_works() -> Result<(), Verdict> {
+    match strace::missing_tools() {
+        None => Ok(()),
+        Some(why) => Err(Verdict::Skipped(format!("{why}; this check needs it"))),
+    }
 }
 
 /// How one run ended, and what it printed.
@@ -210,6 +234,39 @@ pub(super) fn run(mut cmd: Command, what: &str, limit: Duration) -> Result<Ran, 
         what: what.to_string(),
         limit,
     })
+}
+
+/// Run `cmd` under `strace -f` (see [`strace::run`]), at most `limit`; then kill whatever of
+/// it is left. Returns what strace wrote, and the run.
+pub(super) fn run_traced(
+    mut cmd: Command,
+    what: &str,
+    limit: Duration,
+) -> Result<(String, Ran), Verdict> {
+    let mark = next_mark();
+    cmd.env(MARK, &mark).env("NO_COLOR", "1");
+    let traced = strace::run(&cmd, limit);
+    kill_marked(&mark);
+    match traced {
+        Ok(t) => Ok((
+            t.text,
+            Ran {
+                stdout: t.stdout,
+                stderr: t.stderr,
+                code: t.status.code(),
+                timed_out: false,
+                what: what.to_string(),
+                limit,
+            },
+        )),
+        Err(strace::RunError::Timeout { .. }) => Err(Verdict::Fail(format!(
+            "`{what}` was still running under strace after {} s and was killed",
+            limit.as_secs()
+        ))),
+        Err(e) => Err(Verdict::Fail(format!(
+            "cannot run `{what}` under strace: {e}"
+        ))),
+    }
 }
 
 /// `SIGKILL` every process whose environment holds `MARK=mark`, until none is left (at most
