@@ -249,6 +249,24 @@ mod tests {
         }
     }
 
+    /// Workshop rule: nothing an exercise starts listens beyond loopback.
+    #[test]
+    fn every_exercise_that_listens_binds_127_0_0_1() {
+        for e in EXERCISES {
+            for file in [e.starter(), e.solution()] {
+                let text = std::fs::read_to_string(&file).expect("the file");
+                let listens = text.matches(".listen(").count();
+                let on_host = text.matches(", HOST").count() + text.matches("host: HOST").count();
+                assert!(
+                    listens == 0
+                        || text.contains("const HOST = '127.0.0.1';") && on_host >= listens,
+                    "{}: every listen() should name HOST, which is 127.0.0.1",
+                    file.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_chapter_from_1_to_9_has_an_exercise() {
         for ch in 1..=9 {
