@@ -17,6 +17,7 @@ pub mod bench;
 pub mod book;
 pub mod channel;
 pub mod chapter;
+pub mod check;
 pub mod cluster;
 pub mod errors;
 pub mod framing;

@@ -105,6 +105,8 @@ enum Cmd {
     Bench(BenchArgs),
     /// Print a file of Node's lib/ as a given Node binary holds it, with line numbers
     NodeSource(cluster_walkthrough::node_source::NodeSourceArgs),
+    /// Check an exercise you wrote: `check 1.1` (`check --list` shows them all)
+    Check(cluster_walkthrough::check::CheckArgs),
     /// Build the HTML book and print the path of its index.html
     Book {
         /// Where to write the book (default: book/build)
@@ -153,6 +155,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => bench(&args),
         Cmd::BenchServer(spec) => servers::serve_role(&spec),
         Cmd::NodeSource(args) => cluster_walkthrough::node_source::main(&args),
+        Cmd::Check(args) => cluster_walkthrough::check::main(&args),
     }
 }
 
