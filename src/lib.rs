@@ -10,6 +10,7 @@
 //! | [`net`] | `lib/net.js` |
 //! | [`errors`] | `lib/internal/errors.js` |
 //! | [`tcp_wrap`] | `src/tcp_wrap.cc` + libuv `src/unix/tcp.c` |
+//! | [`pipe_wrap`] | `src/pipe_wrap.cc` + libuv `src/unix/pipe.c` |
 //! | [`cluster`] | `lib/cluster.js`, `lib/internal/cluster/*` |
 //! | [`sys`] | the syscalls libuv makes |
 
@@ -28,6 +29,7 @@ pub mod net;
 pub mod node_source;
 pub mod os_models;
 pub mod picture;
+pub mod pipe_wrap;
 pub mod strace;
 pub mod sys;
 pub mod tcp_wrap;

@@ -75,11 +75,14 @@ def misbehave():
     return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd", "act-flood")
 
 
-# Queries a primary must refuse, by case: beyond loopback, privileged, not an IP at all.
+# Queries a primary must refuse, by case: beyond loopback, privileged, not an IP at all, a
+# socket file where the primary may not make one.
 BAD_QUERIES = {
     "any-address": {"address": "0.0.0.0", "index": 7},
     "privileged-port": {"port": 80, "index": 7},
     "path-address": {"address": "/tmp/not-an-ip.sock", "index": 7},
+    # A pipe, as Node sends one (port and addressType -1), outside any directory the lab gave.
+    "pipe-outside": {"address": "/tmp/cw-outside.sock", "port": -1, "addressType": -1, "index": 7},
 }
 
 

@@ -6,8 +6,7 @@
 //! (`tls.Server.prototype._getServerData`). Node's primary keeps the first worker's for the
 //! key (`handle.data ||= message.data`) and sends it in every reply; each worker installs it
 //! (`_setServerData`). The keys are random, so "the same bytes" is checked this way: both
-//! primaries run under `strace -f -s 4096 -e trace=write,sendmsg,sendto`, every line any
-//! process wrote is read back, each worker's keys are named by whose query they came in
+//! primaries run under `strace` (`common/wire.rs`), every line any process wrote is read back, each worker's keys are named by whose query they came in
 //! (`[keys of query 1]`), the port is blanked, and the replies must then be identical lines.
 //!
 //! The key pair is made for the test with `openssl` in a temporary directory, removed
@@ -15,6 +14,8 @@
 //! `skipped:` line and passes.
 
 mod common;
+#[path = "common/wire.rs"]
+mod wire;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,8 +69,7 @@ fn node(major: u32) -> Option<PathBuf> {
     None
 }
 
-/// `strace` around `program args`, writing every `write`/`sendmsg`/`sendto` of every process
-/// (strings up to 4 KiB) to `out`.
+/// `strace` around `program args` (see [`wire::traced`]), with the key pair and the policy.
 fn traced(
     out: &Path,
     program: &Path,
@@ -77,64 +77,11 @@ fn traced(
     tls: &Path,
     policy: &str,
 ) -> Command {
-    let mut cmd = Command::new("strace");
-    cmd.args([
-        "-f",
-        "-qq",
-        "-s",
-        "4096",
-        "-e",
-        "trace=write,sendmsg,sendto",
-    ])
-    .args(["-e", "signal=none", "-o"])
-    .arg(out)
-    .arg("--")
-    .arg(program)
-    .args(args)
-    .env("TLS_KEY", tls.join("key.pem"))
-    .env("TLS_CERT", tls.join("cert.pem"))
-    .env("NO_COLOR", "1")
-    .env("NODE_CLUSTER_SCHED_POLICY", policy);
+    let mut cmd = wire::traced(out, program, args);
+    cmd.env("TLS_KEY", tls.join("key.pem"))
+        .env("TLS_CERT", tls.join("cert.pem"))
+        .env("NODE_CLUSTER_SCHED_POLICY", policy);
     cmd
-}
-
-/// Every string strace printed in a call's arguments, with C's escapes undone.
-fn strings(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = line.chars();
-    while chars.by_ref().any(|c| c == '"') {
-        let mut s = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => break,
-                '\\' => match chars.next() {
-                    Some('n') => s.push('\n'),
-                    Some('t') => s.push('\t'),
-                    Some('r') => s.push('\r'),
-                    Some(other) => s.push(other),
-                    None => {}
-                },
-                c => s.push(c),
-            }
-        }
-        out.push(s);
-    }
-    out
-}
-
-/// Every JSON line any traced process wrote, in the order strace saw the writes.
-fn written_lines(trace: &str) -> Vec<String> {
-    trace
-        .lines()
-        .filter(|l| {
-            ["write(", "sendto(", "sendmsg("]
-                .iter()
-                .any(|c| l.contains(c))
-        })
-        .flat_map(strings)
-        .flat_map(|s| s.lines().map(str::to_string).collect::<Vec<_>>())
-        .filter(|l| l.starts_with("{\"cmd\":\"NODE_"))
-        .collect()
 }
 
 /// The `queryServer` lines and the primary's replies to them, with each worker's ticket keys
@@ -191,7 +138,7 @@ fn under_nodes_primary(node: &Path, tls: &Path, policy: &str) -> (Vec<String>, V
     let answers = v["answers"].as_array().expect("answers");
     let answers = answers.iter().filter_map(|a| Some(a.as_str()?.to_string()));
     let trace = std::fs::read_to_string(&out).expect("strace's output");
-    (answers.collect(), written_lines(&trace))
+    (answers.collect(), wire::written_lines(&trace))
 }
 
 /// The JSON lines the lab wrote to `path` so far.
@@ -265,7 +212,7 @@ fn under_our_primary(
     assert!(done.status.success(), "the lab ends well on SIGTERM");
     let answers: Vec<String> = serde_json::from_str(answers.stdout.trim()).expect("answers");
     let trace = std::fs::read_to_string(&out).expect("strace's output");
-    (answers, written_lines(&trace))
+    (answers, wire::written_lines(&trace))
 }
 
 fn workers_in(answers: &[String]) -> Vec<u32> {

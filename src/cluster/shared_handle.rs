@@ -15,6 +15,7 @@ use crate::sys::Errno;
 
 use crate::channel::HandleType;
 use crate::net;
+use crate::pipe_wrap::{Libuv, SocketFile};
 use crate::sys::{self, Transport};
 
 /// One bound socket for one key, sent to every worker that asks.
@@ -29,6 +30,9 @@ pub struct SharedHandle {
     /// `this.errno`: 0 in Node on success; a *delayed* EADDRINUSE is also 0.
     errno: Option<Errno>,
     handle_type: HandleType,
+    /// A pipe's socket file: removed when the primary closes its copy, once the last worker
+    /// has gone (libuv unlinks on close; the workers' copies have no name to remove).
+    file: Option<SocketFile>,
 }
 
 impl SharedHandle {
@@ -49,6 +53,33 @@ impl SharedHandle {
             Ok(fd) => (Some(Rc::new(fd)), None),
             Err(e) => (None, Some(e)),
         };
+        Self::made(key, handle, errno, handle_type, None)
+    }
+    // ANCHOR_END: new
+
+    // ANCHOR: new_pipe
+    /// The constructor for a pipe: `net._createServerHandle(path, -1, -1)`, a bound `Pipe`,
+    /// sent as `net.Native`. No delayed error here: a path in use fails at once. Nor
+    /// `readableAll`/`writableAll`: `SharedHandle` does not pass them on.
+    pub fn new_pipe(key: &str, path: &str, libuv: Libuv) -> Self {
+        let (handle, errno, file) = match net::create_pipe_handle(path, libuv) {
+            Ok(h) => {
+                let (fd, file) = h.into_parts();
+                (Some(Rc::new(fd)), None, file)
+            }
+            Err(e) => (None, Some(e), None),
+        };
+        Self::made(key, handle, errno, HandleType::NetNative, file)
+    }
+    // ANCHOR_END: new_pipe
+
+    fn made(
+        key: &str,
+        handle: Option<Rc<OwnedFd>>,
+        errno: Option<Errno>,
+        handle_type: HandleType,
+        file: Option<SocketFile>,
+    ) -> Self {
         Self {
             key: key.to_string(),
             data: serde_json::Value::Null,
@@ -56,9 +87,9 @@ impl SharedHandle {
             handle,
             errno,
             handle_type,
+            file,
         }
     }
-    // ANCHOR_END: new
 
     // ANCHOR: add
     /// `add(worker, send)`: every worker gets the errno and the same socket.
@@ -85,6 +116,7 @@ impl SharedHandle {
             return false;
         }
         self.handle = None;
+        self.file = None;
         true
     }
 }
