@@ -17,7 +17,7 @@
 //! [`create_pipe_handle`], [`listen_pipe_on_primary_handle`].
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::BorrowedFd;
 
 use crate::sys::Errno;
@@ -276,6 +276,20 @@ impl Server {
     }
     // ANCHOR_END: listen2
 
+    /// `setupListenHandle` with no address (`listen(port)`): the handle from
+    /// [`create_server_handle_no_host`], then [`Server::listen2`] on the address it chose.
+    /// Errors name that address (`listen EACCES: permission denied 0.0.0.0:80`).
+    pub fn listen2_no_host(&mut self, port: u16, backlog: i32) -> Result<SocketAddr, NetError> {
+        let mut address = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        if self.handle.is_none() {
+            let (handle, chosen) = create_server_handle_no_host(port, self.reuse_port)
+                .map_err(|e| NetError::uv("listen", e, Some("0.0.0.0"), port))?;
+            self.handle = Some(ServerHandle::Tcp(handle));
+            address = chosen;
+        }
+        self.listen2(address, port, backlog)
+    }
+
     fn bound_address(&self) -> Option<SocketAddr> {
         match &self.handle {
             Some(ServerHandle::Tcp(h)) => sys::getsockname(h.fd()).ok(),
@@ -396,6 +410,41 @@ pub fn create_server_handle(
 }
 // ANCHOR_END: create_server_handle
 
+// ANCHOR: no_host_address
+/// Where a TCP server with no host ends up: Node first binds the unspecified IPv6 address
+/// `::`, "to see if IPv6 is available", and if that gives any error binds `0.0.0.0` instead
+/// (`addressType` 4). `bind6` is the IPv6 try's error: `EAFNOSUPPORT` on a machine without
+/// IPv6, but `EACCES` or `EADDRNOTAVAIL` make the same switch. An `EADDRINUSE` never does:
+/// libuv keeps it for `listen` (chapter 1), so the try looks like a success and the error
+/// names `::`. Node has this twice, in `setupListenHandle`
+/// ([v24.22.3 L2350–2362](https://github.com/nodejs/node/blob/v24.22.3/lib/net.js#L2350-L2362),
+/// [v20.20.2 L1868–1880](https://github.com/nodejs/node/blob/v20.20.2/lib/net.js#L1868-L1880))
+/// and in `createServerHandle` with no address, which the primary's `SharedHandle` calls
+/// ([v24.22.3 L2315–2322](https://github.com/nodejs/node/blob/v24.22.3/lib/net.js#L2315-L2322),
+/// [v20.20.2 L1833–1840](https://github.com/nodejs/node/blob/v20.20.2/lib/net.js#L1833-L1840);
+/// v20's second try drops the `flags`, which only matters for flags v20 has no use for here).
+pub fn no_host_address(bind6: Option<Errno>) -> IpAddr {
+    match bind6 {
+        None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        Some(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+// ANCHOR_END: no_host_address
+
+/// `createServerHandle(null, port)`: [`create_server_handle`] on `::`, or on `0.0.0.0` when
+/// that fails (see [`no_host_address`]). Returns the handle and where it is bound.
+pub fn create_server_handle_no_host(
+    port: u16,
+    reuse_port: bool,
+) -> Result<(TcpHandle, IpAddr), Errno> {
+    let v6 = create_server_handle(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port, reuse_port);
+    let address = no_host_address(v6.as_ref().err().copied());
+    match v6 {
+        Ok(handle) => Ok((handle, address)),
+        Err(_) => create_server_handle(address, port, reuse_port).map(|h| (h, address)),
+    }
+}
+
 // ANCHOR: check_bind_error
 /// `checkBindError`: the only way a worker can see that the primary's bind really failed
 /// when it got a socket anyway (libuv delayed the error in the *primary's* handle). If the
@@ -505,4 +554,23 @@ pub fn trace_listen_call(server: &Server, opts: &ListenOptions) {
     }
     s.push_str(" })");
     trace::step(&s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_host_binds_ipv6_and_falls_back_to_ipv4_on_any_error() {
+        let v6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+        let v4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        assert_eq!(no_host_address(None), v6, "IPv6 is there");
+        assert_eq!(no_host_address(Some(Errno::EAFNOSUPPORT)), v4, "no IPv6");
+        assert_eq!(no_host_address(Some(Errno::EADDRNOTAVAIL)), v4);
+        assert_eq!(
+            no_host_address(Some(Errno::EACCES)),
+            v4,
+            "port 80, not root"
+        );
+    }
 }

@@ -447,7 +447,9 @@ impl Primary {
         if self.policy != SchedulingPolicy::RoundRobin || q.address_type.is_udp() {
             trace::note("new SharedHandle: the primary binds, each worker will listen");
             let h = match target {
-                Target::Ip(ip) => SharedHandle::new(key, *ip, port, q.address_type.is_udp()),
+                Target::Ip(ip) => {
+                    SharedHandle::new(key, host(q, *ip), port, q.address_type.is_udp())
+                }
                 Target::Pipe(name) => SharedHandle::new_pipe(key, name, self.node.libuv()),
             };
             return Ok(Handle::Shared(h));
@@ -455,7 +457,7 @@ impl Primary {
         trace::note("new RoundRobinHandle: the primary binds and listens, then accepts");
         let backlog = q.backlog.unwrap_or(0);
         let h = match target {
-            Target::Ip(ip) => RoundRobinHandle::new(key, *ip, port, backlog),
+            Target::Ip(ip) => RoundRobinHandle::new(key, host(q, *ip), port, backlog),
             Target::Pipe(name) => RoundRobinHandle::new_pipe(key, name, q, self.node.libuv()),
         };
         h.map(|h| Handle::RoundRobin(Box::new(h)))
@@ -557,6 +559,12 @@ impl Primary {
     pub(super) fn channel(&mut self, id: u32) -> Option<&mut Channel> {
         self.workers.get_mut(&id)?.channel.as_mut()
     }
+}
+
+/// The address to bind: none when the worker gave no host (Node then tries `::`, then
+/// `0.0.0.0`; the guard checked `::`).
+fn host(q: &ServerQuery, checked: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    q.address.as_ref().map(|_| checked)
 }
 
 // ANCHOR: key

@@ -105,12 +105,15 @@ impl RoundRobinHandle {
     // ANCHOR: new
     /// The constructor: an ordinary `net.Server.listen` *in the primary* (so the full bind and
     /// listen of chapter 1), whose handle is then kept for accepting. Bind errors come back
-    /// as the errno the primary will send to the worker.
-    pub fn new(key: &str, address: IpAddr, port: u16, backlog: i32) -> Result<Self, Errno> {
+    /// as the errno the primary will send to the worker. No address (a worker's `listen(port)`)
+    /// is `::`, or `0.0.0.0` without IPv6 ([`crate::net::no_host_address`]).
+    pub fn new(key: &str, address: Option<IpAddr>, port: u16, backlog: i32) -> Result<Self, Errno> {
         let mut server = Server::new("primary");
-        let sockname = server
-            .listen2(address, port, backlog)
-            .map_err(|e| e.raw_errno())?;
+        let sockname = match address {
+            Some(address) => server.listen2(address, port, backlog),
+            None => server.listen2_no_host(port, backlog),
+        };
+        let sockname = sockname.map_err(|e| e.raw_errno())?;
         Ok(Self::listening(key, server, Some(sockname)))
     }
     // ANCHOR_END: new

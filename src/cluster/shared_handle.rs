@@ -37,17 +37,24 @@ pub struct SharedHandle {
 
 impl SharedHandle {
     // ANCHOR: new
-    /// The constructor: `net._createServerHandle` (TCP: socket, SO_REUSEADDR, bind — no listen)
-    /// or `dgram._createSocketHandle` (UDP: socket, bind).
-    pub fn new(key: &str, address: IpAddr, port: u16, udp: bool) -> Self {
-        let (result, handle_type) = if udp {
-            (
-                udp_bind(SocketAddr::new(address, port)),
-                HandleType::DgramNative,
-            )
-        } else {
-            let tcp = net::create_server_handle(address, port, false).map(|h| h.into_fd());
-            (tcp, HandleType::NetNative)
+    /// The constructor: `net._createServerHandle` (TCP: socket, SO_REUSEADDR, bind — no listen;
+    /// with no address, `::` or else `0.0.0.0`) or `dgram._createSocketHandle` (UDP: socket,
+    /// bind; a UDP query always has an address, which the worker looked up).
+    pub fn new(key: &str, address: Option<IpAddr>, port: u16, udp: bool) -> Self {
+        let any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        let (result, handle_type) = match (udp, address) {
+            (true, address) => {
+                let addr = SocketAddr::new(address.unwrap_or(any), port);
+                (udp_bind(addr), HandleType::DgramNative)
+            }
+            (false, Some(address)) => {
+                let tcp = net::create_server_handle(address, port, false).map(|h| h.into_fd());
+                (tcp, HandleType::NetNative)
+            }
+            (false, None) => {
+                let tcp = net::create_server_handle_no_host(port, false).map(|h| h.0.into_fd());
+                (tcp, HandleType::NetNative)
+            }
         };
         let (handle, errno) = match result {
             Ok(fd) => (Some(Rc::new(fd)), None),
