@@ -1,5 +1,5 @@
 //! Chapter 4: `queryServer` — the worker's question, the primary's key
-//! (`address:port:addressType:fd:index`), the policy decision, the reply. Run it with
+//! (`address:port:addressType:fd`, plus `:index` for port 0), the policy decision, the reply. Run it with
 //! `cargo run --bin ch04-query-server`.
 
 use std::process::ExitCode;

@@ -405,6 +405,20 @@ impl Channel {
     }
     // ANCHOR_END: read
 
+    // ANCHOR: on_frame
+    /// What the channel layer does with each frame. A `NODE_HANDLE_NACK` counts as an ACK:
+    /// it releases what was held behind our last handle, and the handle is not sent again.
+    /// So does Node for the handles the cluster sends (`net.Native`, `dgram.Native`). Node
+    /// re-sends a NACKed handle (three times, then `SentHandleNotReceivedWarning`) only if it
+    /// kept a `_pendingMessage` for it, which only a type with
+    /// [`closeHandleAfterAck`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/child_process.js#L97-L110)
+    /// as `postSend` does: `net.Socket`
+    /// ([L214](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/child_process.js#L214))
+    /// and, from 24, `net.BoundSocket`
+    /// ([L156](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/child_process.js#L156));
+    /// the NACK branch is
+    /// [L724–L747](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/child_process.js#L724-L747).
+    /// `tests/nack.rs` runs a worker that NACKs a `newconn` under ours and Node's primaries.
     fn on_frame(&mut self, frame: Frame) -> Option<Incoming> {
         match frame {
             Frame::HandleAnswered => {
@@ -432,6 +446,7 @@ impl Channel {
             }),
         }
     }
+    // ANCHOR_END: on_frame
 }
 
 impl Channel {

@@ -33,7 +33,8 @@ pub struct NetError {
     errno: Errno,
     /// `None` is JavaScript's `null`: a `listen(port)` with no host, in a worker.
     address: Option<String>,
-    port: u16,
+    /// `-1` for a pipe (a unix socket path), as Node has it.
+    port: i32,
 }
 
 impl NetError {
@@ -50,12 +51,18 @@ impl NetError {
 
     /// `UVExceptionWithHostPort(err, syscall, address, port)`.
     pub fn uv(syscall: &'static str, errno: Errno, address: Option<&str>, port: u16) -> Self {
-        Self::new(Shape::Uv, syscall, errno, address, port)
+        Self::new(Shape::Uv, syscall, errno, address, i32::from(port))
     }
 
     /// `ExceptionWithHostPort(err, syscall, address, port)`.
     pub fn plain(syscall: &'static str, errno: Errno, address: Option<&str>, port: u16) -> Self {
-        Self::new(Shape::Plain, syscall, errno, address, port)
+        Self::new(Shape::Plain, syscall, errno, address, i32::from(port))
+    }
+
+    /// The same constructors for a pipe: the address is its path, the port `-1`, and the
+    /// message names the path alone (`bind EADDRINUSE /dir/app.sock`).
+    pub fn pipe(shape: Shape, syscall: &'static str, errno: Errno, path: &str) -> Self {
+        Self::new(shape, syscall, errno, Some(path), -1)
     }
 
     fn new(
@@ -63,7 +70,7 @@ impl NetError {
         syscall: &'static str,
         errno: Errno,
         address: Option<&str>,
-        port: u16,
+        port: i32,
     ) -> Self {
         Self {
             shape,
@@ -94,8 +101,8 @@ impl NetError {
         self.syscall
     }
 
-    /// `err.port`.
-    pub fn port(&self) -> u16 {
+    /// `err.port` (`-1` for a pipe).
+    pub fn port(&self) -> i32 {
         self.port
     }
 
@@ -212,6 +219,13 @@ mod tests {
         assert_eq!(e.to_string(), "bind EACCES 0.0.0.0");
         let e = NetError::uv("listen", Errno::EADDRINUSE, None, 0);
         assert_eq!(e.to_string(), "listen EADDRINUSE: address already in use");
+    }
+
+    #[test]
+    fn a_pipe_error_names_the_path_alone() {
+        let e = NetError::pipe(Shape::Plain, "bind", Errno::EADDRINUSE, "/tmp/d/app.sock");
+        assert_eq!(e.to_string(), "bind EADDRINUSE /tmp/d/app.sock");
+        assert_eq!(e.to_json()["port"], -1);
     }
 
     #[test]

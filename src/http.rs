@@ -100,6 +100,22 @@ pub fn get(addr: SocketAddr, limit: Duration) -> Result<String, std::io::Error> 
     Ok(out)
 }
 
+/// Start a request over a unix socket (Node's spelling of the name: a path, or `\0name`;
+/// `pad` as [`sys::UnixName`] says) without waiting for the answer.
+pub fn start_get_unix(
+    path: &str,
+    pad: bool,
+    limit: Duration,
+) -> Result<std::os::unix::net::UnixStream, std::io::Error> {
+    use std::io::Write;
+    let name = sys::UnixName::from_node(path);
+    let fd = sys::connect_unix_with_limit(&name, pad, limit)?;
+    let mut s = std::os::unix::net::UnixStream::from(fd);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
 /// Start a request without waiting for the answer (the primary's event loop waits).
 pub fn start_get(addr: SocketAddr, limit: Duration) -> Result<std::net::TcpStream, std::io::Error> {
     use std::io::Write;

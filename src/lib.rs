@@ -5,11 +5,12 @@
 //! processes, real sockets and real fd passing. Module names follow Node's files so the two
 //! can be read side by side:
 //!
-//! | here | Node v20.20.2 |
+//! | here | Node v24.22.3 |
 //! |---|---|
 //! | [`net`] | `lib/net.js` |
 //! | [`errors`] | `lib/internal/errors.js` |
 //! | [`tcp_wrap`] | `src/tcp_wrap.cc` + libuv `src/unix/tcp.c` |
+//! | [`pipe_wrap`] | `src/pipe_wrap.cc` + libuv `src/unix/pipe.c` |
 //! | [`cluster`] | `lib/cluster.js`, `lib/internal/cluster/*` |
 //! | [`sys`] | the syscalls libuv makes |
 
@@ -29,6 +30,7 @@ pub mod net;
 pub mod node_source;
 pub mod os_models;
 pub mod picture;
+pub mod pipe_wrap;
 pub mod strace;
 pub mod sys;
 pub mod tcp_wrap;

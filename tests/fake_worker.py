@@ -5,6 +5,8 @@
 
 It speaks just enough of Node's protocol (online, queryServer, NODE_HANDLE_ACK, accepted) to
 be a round-robin worker, after first doing CASE: something a broken or hostile peer might send.
+The `nack` case misbehaves later: it answers its first `newconn` with NODE_HANDLE_NACK, as a
+Node worker does when no fd came with the line, and says so on stderr.
 """
 import json
 import os
@@ -75,11 +77,14 @@ def misbehave():
     return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd", "act-flood")
 
 
-# Queries a primary must refuse, by case: beyond loopback, privileged, not an IP at all.
+# Queries a primary must refuse, by case: beyond loopback, privileged, not an IP at all, a
+# socket file where the primary may not make one.
 BAD_QUERIES = {
     "any-address": {"address": "0.0.0.0", "index": 7},
     "privileged-port": {"port": 80, "index": 7},
     "path-address": {"address": "/tmp/not-an-ip.sock", "index": 7},
+    # A pipe, as Node sends one (port and addressType -1), outside any directory the lab gave.
+    "pipe-outside": {"address": "/tmp/cw-outside.sock", "port": -1, "addressType": -1, "index": 7},
 }
 
 
@@ -116,6 +121,7 @@ def main():
         for i in range(200):
             cluster(**{**query, "index": 1000 + i})
     asked = cluster(**query)
+    nacked = []  # the nack case: the seq of the newconn it answered NODE_HANDLE_NACK
     buf = b""
     while time.monotonic() < deadline:
         chan.settimeout(1)
@@ -129,7 +135,15 @@ def main():
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             msg = json.loads(line)
-            if msg.get("cmd") == "NODE_HANDLE":
+            if msg.get("cmd") == "NODE_HANDLE" and CASE == "nack" and not nacked:
+                # As if the fd had not arrived: NACK, no {accepted}, and our copy closed.
+                send({"cmd": "NODE_HANDLE_NACK"})
+                os.close(fds.pop(0))
+                nacked.append(msg["msg"]["seq"])
+                sys.stderr.write(f"fake worker: NACKed newconn seq {nacked[0]}\n")
+            elif msg.get("cmd") == "NODE_HANDLE":
+                if msg["msg"].get("seq") in nacked:
+                    sys.stderr.write("fake worker: the NACKed newconn came again\n")
                 send({"cmd": "NODE_HANDLE_ACK"})
                 inner = msg["msg"]
                 cluster(ack=inner["seq"], accepted=True)

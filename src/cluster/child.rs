@@ -17,7 +17,8 @@ use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 use super::NODE_UNIQUE_ID;
-use super::message::{Accepted, Act, QueryReply, ServerMessage, ServerQuery};
+use super::message::{Accepted, Act, Port, QueryReply, ServerMessage, ServerQuery};
+use super::path;
 use super::utils::{self, Callbacks, Internal};
 use crate::channel::{Channel, ChannelError, HandleType, Incoming};
 use crate::sys;
@@ -193,6 +194,12 @@ impl Runtime {
     /// `cluster._getServer`: number this listen (`index`, per `address:port:addressType:fd`),
     /// and send `queryServer`. The answer comes back as [`WorkerEvent::Server`].
     pub fn get_server(&mut self, slot: usize, query: &ServerQuery) {
+        let mut query = query.clone();
+        // "Resolve unix socket paths to absolute paths" (child.js L70–73 at v24.22.3).
+        if let (Port::Pipe, Some(address)) = (query.port, &query.address) {
+            let cwd = std::env::current_dir().unwrap_or_default();
+            query.address = Some(path::resolve(&cwd.to_string_lossy(), address));
+        }
         // Array.prototype.join turns null and undefined into empty strings.
         let indexes_key = format!(
             "{}:{}:{}:{}",
@@ -208,7 +215,7 @@ impl Runtime {
         let message = ServerMessage {
             index: Some(index),
             data: Value::Null,
-            query: query.clone(),
+            query,
         };
         trace::step(&format!(
             "cluster._getServer: queryServer index {index} -> primary"
@@ -226,8 +233,9 @@ impl Runtime {
     }
     // ANCHOR_END: get_server
 
-    /// Once the server listens: the same message, `act` now `listening`, with the real port.
-    pub fn send_listening(&mut self, key: &str, port: u16) {
+    /// Once the server listens: the same message, `act` now `listening`, with the real port
+    /// (`-1` for a pipe: `obj.address()?.port || options.port`).
+    pub fn send_listening(&mut self, key: &str, port: Port) {
         let Some(r) = self.handles.get(key) else {
             return;
         };
@@ -365,7 +373,8 @@ impl Runtime {
         let slot = self.handles.get(key).map(|r| r.slot);
         let accepted = slot.is_some() && fd.is_some();
         trace::step(&format!(
-            "newconn for {key}{}: accepted {accepted}",
+            "newconn for {}{}: accepted {accepted}",
+            utils::printable(key),
             fd.as_ref()
                 .map(|f| format!(" (fd {})", f.as_raw_fd()))
                 .unwrap_or_default()
@@ -417,7 +426,7 @@ impl Runtime {
 /// prints the error and exits with code 1. So does ours.
 fn internal_assertion(key: &str) -> ! {
     trace::problem(&format!(
-        "ERR_INTERNAL_ASSERTION at shared()/rr(): the primary answered with key {key}, which this worker holds already"
+        "ERR_INTERNAL_ASSERTION at shared(): the primary answered with key {key}, which this worker holds already"
     ));
     // Node's own words on stderr, as a reader running the lab sees them (with --json the
     // event above says it, and stderr stays clean for the program reading the events).

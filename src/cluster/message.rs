@@ -18,7 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The `addressType` of a server query: `4`/`6` for TCP, `"udp4"`/`"udp6"` for UDP sockets.
+/// The `addressType` of a server query: `4`/`6` for TCP, `"udp4"`/`"udp6"` for UDP sockets,
+/// `-1` for a pipe (`listen(path)`: a unix socket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "Value", into = "Value")]
 pub enum AddressType {
@@ -26,6 +27,7 @@ pub enum AddressType {
     Tcp6,
     Udp4,
     Udp6,
+    Pipe,
 }
 
 impl AddressType {
@@ -53,6 +55,47 @@ impl AddressType {
     }
 }
 
+/// A query's `port`: a number for TCP and UDP, `-1` for a pipe
+/// (`listenInCluster(this, pipeName, -1, -1, ...)` in `lib/net.js`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub enum Port {
+    Number(u16),
+    Pipe,
+}
+
+impl Port {
+    /// The port number; none for a pipe.
+    pub fn number(self) -> Option<u16> {
+        match self {
+            Port::Number(n) => Some(n),
+            Port::Pipe => None,
+        }
+    }
+}
+
+impl From<Port> for i64 {
+    fn from(p: Port) -> i64 {
+        p.number().map_or(-1, i64::from)
+    }
+}
+
+impl TryFrom<i64> for Port {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match v {
+            -1 => Ok(Port::Pipe),
+            _ => narrow("port", v).map(Port::Number),
+        }
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", i64::from(*self))
+    }
+}
+
 /// As Node sends it: the number `4` or the string `"udp4"`.
 impl From<AddressType> for Value {
     fn from(t: AddressType) -> Value {
@@ -61,6 +104,7 @@ impl From<AddressType> for Value {
             AddressType::Tcp6 => Value::from(6),
             AddressType::Udp4 => Value::from("udp4"),
             AddressType::Udp6 => Value::from("udp6"),
+            AddressType::Pipe => Value::from(-1),
         }
     }
 }
@@ -73,7 +117,10 @@ impl TryFrom<Value> for AddressType {
             Value::Number(n) if n.as_i64() == Some(6) => Ok(AddressType::Tcp6),
             Value::String(s) if s == "udp4" => Ok(AddressType::Udp4),
             Value::String(s) if s == "udp6" => Ok(AddressType::Udp6),
-            _ => Err(format!("addressType {v} is not 4, 6, \"udp4\" or \"udp6\"")),
+            Value::Number(n) if n.as_i64() == Some(-1) => Ok(AddressType::Pipe),
+            _ => Err(format!(
+                "addressType {v} is not 4, 6, -1, \"udp4\" or \"udp6\""
+            )),
         }
     }
 }
@@ -85,27 +132,60 @@ impl fmt::Display for AddressType {
             AddressType::Tcp6 => "6",
             AddressType::Udp4 => "udp4",
             AddressType::Udp6 => "udp6",
+            AddressType::Pipe => "-1",
         })
     }
 }
 
 // ANCHOR: server_query
 /// The `serverQuery` object `listenInCluster` builds for `cluster._getServer`: what a worker
-/// sends in `queryServer`, after `index` and `data`, in Node's order.
+/// sends in `queryServer`, after `index` and `data`, in Node's order
+/// (`{address, port, addressType, fd, flags, backlog, ...options}`; JSON leaves out what is
+/// `undefined`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "RawQuery")]
 pub struct ServerQuery {
-    /// `null` when no host was given; otherwise the address string.
+    /// `null` when no host was given; otherwise the address string, or a pipe's path.
     pub address: Option<String>,
-    pub port: u16,
+    pub port: Port,
     pub address_type: AddressType,
-    /// `undefined` for TCP (left out of the JSON), `-1` for UDP.
+    /// `undefined` for TCP and pipes (left out of the JSON), `-1` for UDP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd: Option<i32>,
-    pub flags: u32,
+    /// `undefined` for a pipe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<u32>,
     /// Absent for UDP queries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog: Option<i32>,
+    /// A pipe's `readableAll`, when the program gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readable_all: Option<bool>,
+    /// A pipe's `writableAll`, when the program gave it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writable_all: Option<bool>,
+}
+
+impl ServerQuery {
+    /// A TCP or UDP query as our programs send it: `flags` 0, no pipe options.
+    pub fn ip(
+        address: Option<String>,
+        port: u16,
+        address_type: AddressType,
+        fd: Option<i32>,
+        backlog: Option<i32>,
+    ) -> Self {
+        Self {
+            address,
+            port: Port::Number(port),
+            address_type,
+            fd,
+            flags: Some(0),
+            backlog,
+            readable_all: None,
+            writable_all: None,
+        }
+    }
 }
 // ANCHOR_END: server_query
 
@@ -226,23 +306,35 @@ struct RawQuery {
     /// anything that is not an integer means "the default", as `backlog || 511` does.
     #[serde(default)]
     backlog: Value,
+    #[serde(default)]
+    readable_all: Option<bool>,
+    #[serde(default)]
+    writable_all: Option<bool>,
 }
 
 impl TryFrom<RawQuery> for ServerQuery {
     type Error = String;
     fn try_from(r: RawQuery) -> Result<Self, String> {
-        let port = r.port.ok_or("queryServer without a port")?;
+        let port = Port::try_from(r.port.ok_or("queryServer without a port")?)?;
+        if (port == Port::Pipe) != (r.address_type == AddressType::Pipe) {
+            let t = r.address_type;
+            return Err(format!(
+                "port {port} with addressType {t}: -1 goes with -1 (a pipe)"
+            ));
+        }
         Ok(Self {
             address: r.address,
-            port: narrow("port", port)?,
+            port,
             address_type: r.address_type,
             fd: r.fd.map(|v| narrow("fd", v)).transpose()?,
-            flags: narrow("flags", r.flags.unwrap_or(0))?,
+            flags: r.flags.map(|v| narrow("flags", v)).transpose()?,
             backlog: r
                 .backlog
                 .as_i64()
                 .map(|v| narrow("backlog", v))
                 .transpose()?,
+            readable_all: r.readable_all,
+            writable_all: r.writable_all,
         })
     }
 }
@@ -268,19 +360,41 @@ mod tests {
         let m = Act::QueryServer(ServerMessage {
             index: Some(0),
             data: Value::Null,
-            query: ServerQuery {
-                address: Some("127.0.0.1".into()),
-                port: 0,
-                address_type: AddressType::Tcp4,
-                fd: None,
-                flags: 0,
-                backlog: Some(0),
-            },
+            query: ServerQuery::ip(
+                Some("127.0.0.1".into()),
+                0,
+                AddressType::Tcp4,
+                None,
+                Some(0),
+            ),
         });
         assert_eq!(
             serde_json::to_string(&m).expect("serializes"),
             r#"{"act":"queryServer","index":0,"data":null,"address":"127.0.0.1","port":0,"addressType":4,"flags":0,"backlog":0}"#
         );
+    }
+
+    #[test]
+    fn a_pipe_query_has_port_and_address_type_minus_1_and_no_flags() {
+        // As Node 20 and 24 write it (strace of `listen({ path, readableAll: true })`).
+        let line = r#"{"act":"queryServer","index":0,"data":null,"address":"/tmp/d/app.sock","port":-1,"addressType":-1,"backlog":0,"readableAll":true}"#;
+        let m: Act = serde_json::from_str(line).expect("a pipe query");
+        let Act::QueryServer(q) = &m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            (q.query.port, q.query.address_type),
+            (Port::Pipe, AddressType::Pipe)
+        );
+        assert_eq!(q.query.flags, None);
+        assert_eq!(serde_json::to_string(&m).expect("serializes"), line);
+        for bad in [
+            json!({"act": "queryServer", "port": -1, "addressType": 4}),
+            json!({"act": "queryServer", "port": 80, "addressType": -1}),
+            json!({"act": "queryServer", "port": -2, "addressType": -1}),
+        ] {
+            assert!(serde_json::from_value::<Act>(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub const NODE_UNIQUE_ID: &str = "NODE_UNIQUE_ID";
 mod event_loop;
 pub mod guard;
 pub mod message;
+pub mod path;
 pub mod primary;
 pub mod round_robin_handle;
 pub mod shared_handle;

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
-use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -21,8 +20,9 @@ use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 use super::event_loop::EventLoop;
-use super::guard::{self, BindPolicy};
-use super::message::{Accepted, Ack, Act, QueryReply, ServerMessage};
+use super::guard::{self, BindPolicy, Refusal, Target};
+use super::message::{Accepted, Ack, Act, AddressType, QueryReply, ServerMessage, ServerQuery};
+use super::path;
 use super::round_robin_handle::Handoff;
 use super::round_robin_handle::{NewConnCallback, RoundRobinHandle};
 use super::shared_handle::SharedHandle;
@@ -78,9 +78,10 @@ pub(super) enum Handle {
 
 /// What adding a worker to a handle gave.
 enum Added {
-    /// Round robin: the primary's address, and a connection for the worker if one waits.
+    /// Round robin: the primary's address (none for a pipe), and a connection for the
+    /// worker if one waits.
     RoundRobin {
-        sockname: std::net::SocketAddr,
+        sockname: Option<std::net::SocketAddr>,
         next: Option<Handoff>,
     },
     /// Shared: the bound socket to send.
@@ -201,7 +202,8 @@ impl Primary {
         self.node
     }
 
-    /// Let workers bind beyond loopback ports from 1024 up (the user asked for it).
+    /// What workers may bind: beyond loopback ports from 1024 up (if the user asked for it),
+    /// and socket files in which directories.
     pub fn set_bind_policy(&mut self, policy: BindPolicy) {
         self.bind_policy = policy;
     }
@@ -378,10 +380,11 @@ impl Primary {
             return;
         };
         let key = key(&msg, self.node);
-        trace::step(&format!("queryServer from worker {id}: key {key}"));
+        let shown = utils::printable(&key);
+        trace::step(&format!("queryServer from worker {id}: key {shown}"));
         let held = self.handles.values().filter(|h| h.contains(id)).count();
-        let address = match guard::check(&msg.query, self.bind_policy, held) {
-            Ok(address) => address,
+        let target = match self.target(&msg.query, held) {
+            Ok(target) => target,
             Err(r) => {
                 self.problem(id, format!("worker {id} refused: {}", r.why));
                 return self.reply_error(id, &key, seq, r.errno, Value::Null);
@@ -397,7 +400,7 @@ impl Primary {
                 if holds.is_some() {
                     trace::note("this worker holds the key's handle already: a fresh handle");
                 }
-                match self.create_handle(&key, &msg, address) {
+                match self.create_handle(&key, &msg, &target) {
                     Ok(h) if holds.is_some() => fresh = Some(h),
                     Ok(h) => drop(self.handles.insert(key.clone(), h)),
                     Err(errno) => return self.reply_error(id, &key, seq, errno, Value::Null),
@@ -408,24 +411,56 @@ impl Primary {
     }
     // ANCHOR_END: query_server
 
+    // ANCHOR: target
+    /// What the query asks the primary to bind, checked by [`guard`]. For a pipe, the name
+    /// is Node's: "Find shortest path for unix sockets because of the ~100 byte limit"
+    /// (`primary.js` L284–292 at v24.22.3).
+    fn target(&self, q: &ServerQuery, held: usize) -> Result<Target, Refusal> {
+        if q.address_type != AddressType::Pipe {
+            return guard::check(q, &self.bind_policy, held).map(Target::Ip);
+        }
+        let Some(address) = q.address.as_deref() else {
+            let why = "asked for a pipe without a path".to_string();
+            return Err(Refusal {
+                errno: Errno::EINVAL,
+                why,
+            });
+        };
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let cwd = cwd.to_string_lossy();
+        let name = path::shortest(address, &cwd);
+        let absolute = path::resolve(&cwd, address);
+        guard::check_pipe(&name, &absolute, &self.bind_policy, held).map(Target::Pipe)
+    }
+    // ANCHOR_END: target
+
     // ANCHOR: create_handle
-    /// The decision (`primary.js` L293): round robin only for TCP under `SCHED_RR`.
+    /// The decision (`primary.js` L293): round robin only for TCP and pipes under `SCHED_RR`.
     fn create_handle(
         &mut self,
         key: &str,
         msg: &ServerMessage,
-        address: IpAddr,
+        target: &Target,
     ) -> Result<Handle, Errno> {
         let q = &msg.query;
+        let port = q.port.number().unwrap_or(0);
         if self.policy != SchedulingPolicy::RoundRobin || q.address_type.is_udp() {
             trace::note("new SharedHandle: the primary binds, each worker will listen");
-            let h = SharedHandle::new(key, address, q.port, q.address_type.is_udp());
+            let h = match target {
+                Target::Ip(ip) => {
+                    SharedHandle::new(key, host(q, *ip), port, q.address_type.is_udp())
+                }
+                Target::Pipe(name) => SharedHandle::new_pipe(key, name, self.node.libuv()),
+            };
             return Ok(Handle::Shared(h));
         }
         trace::note("new RoundRobinHandle: the primary binds and listens, then accepts");
         let backlog = q.backlog.unwrap_or(0);
-        RoundRobinHandle::new(key, address, q.port, backlog)
-            .map(|h| Handle::RoundRobin(Box::new(h)))
+        let h = match target {
+            Target::Ip(ip) => RoundRobinHandle::new(key, host(q, *ip), port, backlog),
+            Target::Pipe(name) => RoundRobinHandle::new_pipe(key, name, q, self.node.libuv()),
+        };
+        h.map(|h| Handle::RoundRobin(Box::new(h)))
     }
     // ANCHOR_END: create_handle
 
@@ -453,10 +488,11 @@ impl Primary {
         reply.data = data.clone();
         match added {
             Added::RoundRobin { sockname, next } => {
-                trace::step(&format!(
-                    "reply to worker {id}: errno null, sockname {sockname}"
-                ));
-                reply.sockname = Some(sockname.into());
+                trace::step(&match sockname {
+                    Some(s) => format!("reply to worker {id}: errno null, sockname {s}"),
+                    None => format!("reply to worker {id}: errno null (a pipe: no sockname)"),
+                });
+                reply.sockname = sockname.map(Into::into);
                 self.send(id, &reply);
                 if let Some(h) = next {
                     self.do_handoff(&Rc::from(key), h);
@@ -523,6 +559,12 @@ impl Primary {
     pub(super) fn channel(&mut self, id: u32) -> Option<&mut Channel> {
         self.workers.get_mut(&id)?.channel.as_mut()
     }
+}
+
+/// The address to bind: none when the worker gave no host (Node then tries `::`, then
+/// `0.0.0.0`; the guard checked `::`).
+fn host(q: &ServerQuery, checked: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    q.address.as_ref().map(|_| checked)
 }
 
 // ANCHOR: key

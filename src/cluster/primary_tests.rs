@@ -49,3 +49,17 @@ fn the_first_workers_data_stays_with_the_key() {
     assert!(is_falsy(&json!(null)) && is_falsy(&json!(false)) && is_falsy(&json!("")));
     assert!(!is_falsy(&json!({"ticketKeys": "abc"})) && !is_falsy(&json!(1)));
 }
+
+#[test]
+fn a_pipe_key_has_port_and_type_minus_1_and_the_index_only_in_v20() {
+    // As Node 20 and 24 spell it (strace of their primaries, `listen('/tmp/d/app.sock')`).
+    let pipe = query(
+        json!({"index": 0, "data": null, "address": "/tmp/d/app.sock", "port": -1,
+                            "addressType": -1, "backlog": 0, "seq": 1}),
+    );
+    assert_eq!(
+        key(&pipe, NodeLine::V20),
+        "/tmp/d/app.sock:-1:-1:undefined:0"
+    );
+    assert_eq!(key(&pipe, NodeLine::V24), "/tmp/d/app.sock:-1:-1:undefined");
+}

@@ -19,10 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sys::Errno;
 
-use super::message::Act;
+use super::message::{Act, ServerQuery};
 use super::utils;
 use crate::framing::{Control, HandleType};
-use crate::net::Server;
+use crate::net::{ListenStep, PipeOptions, Server};
+use crate::pipe_wrap::Libuv;
 
 /// A connection to give to a worker: the primary sends it as `newconn` + fd.
 #[derive(Debug)]
@@ -89,7 +90,9 @@ pub struct RoundRobinHandle {
     pub newconn: NewConnLine,
     /// The stolen `server._handle`: the primary's real listening socket.
     server: Server,
-    sockname: SocketAddr,
+    /// What `getsockname` says of it; none for a pipe (a `Pipe` has no `getsockname`, so
+    /// the reply has no `sockname`).
+    sockname: Option<SocketAddr>,
     /// `all`: every worker using this handle, by id.
     all: Vec<u32>,
     /// `free`: idle workers; the order is the rotation.
@@ -102,14 +105,42 @@ impl RoundRobinHandle {
     // ANCHOR: new
     /// The constructor: an ordinary `net.Server.listen` *in the primary* (so the full bind and
     /// listen of chapter 1), whose handle is then kept for accepting. Bind errors come back
-    /// as the errno the primary will send to the worker.
-    pub fn new(key: &str, address: IpAddr, port: u16, backlog: i32) -> Result<Self, Errno> {
+    /// as the errno the primary will send to the worker. No address (a worker's `listen(port)`)
+    /// is `::`, or `0.0.0.0` without IPv6 ([`crate::net::no_host_address`]).
+    pub fn new(key: &str, address: Option<IpAddr>, port: u16, backlog: i32) -> Result<Self, Errno> {
         let mut server = Server::new("primary");
-        let sockname = server
-            .listen2(address, port, backlog)
-            .map_err(|e| e.raw_errno())?;
+        let sockname = match address {
+            Some(address) => server.listen2(address, port, backlog),
+            None => server.listen2_no_host(port, backlog),
+        };
+        let sockname = sockname.map_err(|e| e.raw_errno())?;
+        Ok(Self::listening(key, server, Some(sockname)))
+    }
+    // ANCHOR_END: new
+
+    // ANCHOR: new_pipe
+    /// The constructor for a pipe: `server.listen({ path, backlog, readableAll, writableAll })`
+    /// in the primary, with what the worker's query says, so the primary binds the socket
+    /// file, listens, and (round robin only) applies `readableAll`/`writableAll`.
+    pub fn new_pipe(key: &str, path: &str, q: &ServerQuery, libuv: Libuv) -> Result<Self, Errno> {
+        let mut opts = PipeOptions::new(path);
+        opts.backlog = q.backlog.unwrap_or(0);
+        opts.readable_all = q.readable_all == Some(true);
+        opts.writable_all = q.writable_all == Some(true);
+        opts.libuv = libuv;
+        let mut server = Server::new("primary");
+        match server.listen_pipe(&opts) {
+            ListenStep::Listening(_) => Ok(Self::listening(key, server, None)),
+            ListenStep::Failed(e) => Err(e.raw_errno()),
+            ListenStep::AskPrimary(_) => Err(Errno::EINVAL), // not in a primary
+        }
+    }
+    // ANCHOR_END: new_pipe
+
+    /// The handle, once its server listens.
+    fn listening(key: &str, server: Server, sockname: Option<SocketAddr>) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(0);
-        Ok(Self {
+        Self {
             key: Rc::from(key),
             data: serde_json::Value::Null,
             serial: SERIAL.fetch_add(1, Ordering::Relaxed),
@@ -119,9 +150,8 @@ impl RoundRobinHandle {
             all: Vec::new(),
             free: VecDeque::new(),
             handles: VecDeque::new(),
-        })
+        }
     }
-    // ANCHOR_END: new
 
     /// This handle's number (see the field).
     pub fn serial(&self) -> u64 {
@@ -133,8 +163,8 @@ impl RoundRobinHandle {
         self.server.listening_fd()
     }
 
-    /// `sockname` in the reply: what `getsockname` says of the primary's socket.
-    pub fn sockname(&self) -> SocketAddr {
+    /// `sockname` in the reply: what `getsockname` says of the primary's socket (TCP).
+    pub fn sockname(&self) -> Option<SocketAddr> {
         self.sockname
     }
 

@@ -15,6 +15,7 @@ use crate::sys::Errno;
 
 use crate::channel::HandleType;
 use crate::net;
+use crate::pipe_wrap::{Libuv, SocketFile};
 use crate::sys::{self, Transport};
 
 /// One bound socket for one key, sent to every worker that asks.
@@ -29,26 +30,63 @@ pub struct SharedHandle {
     /// `this.errno`: 0 in Node on success; a *delayed* EADDRINUSE is also 0.
     errno: Option<Errno>,
     handle_type: HandleType,
+    /// A pipe's socket file: removed when the primary closes its copy, once the last worker
+    /// has gone (libuv unlinks on close; the workers' copies have no name to remove).
+    file: Option<SocketFile>,
 }
 
 impl SharedHandle {
     // ANCHOR: new
-    /// The constructor: `net._createServerHandle` (TCP: socket, SO_REUSEADDR, bind — no listen)
-    /// or `dgram._createSocketHandle` (UDP: socket, bind).
-    pub fn new(key: &str, address: IpAddr, port: u16, udp: bool) -> Self {
-        let (result, handle_type) = if udp {
-            (
-                udp_bind(SocketAddr::new(address, port)),
-                HandleType::DgramNative,
-            )
-        } else {
-            let tcp = net::create_server_handle(address, port, false).map(|h| h.into_fd());
-            (tcp, HandleType::NetNative)
+    /// The constructor: `net._createServerHandle` (TCP: socket, SO_REUSEADDR, bind — no listen;
+    /// with no address, `::` or else `0.0.0.0`) or `dgram._createSocketHandle` (UDP: socket,
+    /// bind; a UDP query always has an address, which the worker looked up).
+    pub fn new(key: &str, address: Option<IpAddr>, port: u16, udp: bool) -> Self {
+        let any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        let (result, handle_type) = match (udp, address) {
+            (true, address) => {
+                let addr = SocketAddr::new(address.unwrap_or(any), port);
+                (udp_bind(addr), HandleType::DgramNative)
+            }
+            (false, Some(address)) => {
+                let tcp = net::create_server_handle(address, port, false).map(|h| h.into_fd());
+                (tcp, HandleType::NetNative)
+            }
+            (false, None) => {
+                let tcp = net::create_server_handle_no_host(port, false).map(|h| h.0.into_fd());
+                (tcp, HandleType::NetNative)
+            }
         };
         let (handle, errno) = match result {
             Ok(fd) => (Some(Rc::new(fd)), None),
             Err(e) => (None, Some(e)),
         };
+        Self::made(key, handle, errno, handle_type, None)
+    }
+    // ANCHOR_END: new
+
+    // ANCHOR: new_pipe
+    /// The constructor for a pipe: `net._createServerHandle(path, -1, -1)`, a bound `Pipe`,
+    /// sent as `net.Native`. No delayed error here: a path in use fails at once. Nor
+    /// `readableAll`/`writableAll`: `SharedHandle` does not pass them on.
+    pub fn new_pipe(key: &str, path: &str, libuv: Libuv) -> Self {
+        let (handle, errno, file) = match net::create_pipe_handle(path, libuv) {
+            Ok(h) => {
+                let (fd, file) = h.into_parts();
+                (Some(Rc::new(fd)), None, file)
+            }
+            Err(e) => (None, Some(e), None),
+        };
+        Self::made(key, handle, errno, HandleType::NetNative, file)
+    }
+    // ANCHOR_END: new_pipe
+
+    fn made(
+        key: &str,
+        handle: Option<Rc<OwnedFd>>,
+        errno: Option<Errno>,
+        handle_type: HandleType,
+        file: Option<SocketFile>,
+    ) -> Self {
         Self {
             key: key.to_string(),
             data: serde_json::Value::Null,
@@ -56,9 +94,9 @@ impl SharedHandle {
             handle,
             errno,
             handle_type,
+            file,
         }
     }
-    // ANCHOR_END: new
 
     // ANCHOR: add
     /// `add(worker, send)`: every worker gets the errno and the same socket.
@@ -85,6 +123,7 @@ impl SharedHandle {
             return false;
         }
         self.handle = None;
+        self.file = None;
         true
     }
 }

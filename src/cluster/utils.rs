@@ -44,6 +44,11 @@ pub fn with_seq<T: Serialize>(message: &T, seq: u64) -> Value {
         .expect("a message type always serializes to a JSON object")
 }
 
+/// A key (or a path) fit for a trace line: an abstract socket's leading NUL shown as `\0`.
+pub fn printable(key: &str) -> String {
+    key.replace('\0', "\\0")
+}
+
 /// Take the next `seq` of this process (for a message rendered without [`envelope`]).
 pub fn next_seq() -> u64 {
     SEQ.fetch_add(1, Ordering::Relaxed)

@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+use super::message::Port;
+use crate::pipe_wrap::Libuv;
+
 /// A Node release line the mirror can follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum NodeLine {
@@ -62,8 +65,8 @@ impl NodeLine {
     /// ([primary.js L273 at v20.20.2](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L273));
     /// v22+ only for port 0
     /// ([L273–274 at v24.22.3](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/primary.js#L273-L274)).
-    pub fn key_has_index(self, port: u16) -> bool {
-        self == NodeLine::V20 || port == 0
+    pub fn key_has_index(self, port: Port) -> bool {
+        self == NodeLine::V20 || port == Port::Number(0)
     }
     // ANCHOR_END: key_index
 
@@ -76,6 +79,15 @@ impl NodeLine {
         self == NodeLine::V20 || !worker_holds_it
     }
     // ANCHOR_END: reuse_handle
+
+    /// The libuv this line ships, as far as pipes go: 1.46 in v20, 1.51 in 22.23.5, 1.52 in
+    /// 24.22.3 and 26.12.1 (`process.versions.uv`). See [`Libuv`] for what differs.
+    pub fn libuv(self) -> Libuv {
+        match self {
+            NodeLine::V20 => Libuv::V1_46,
+            _ => Libuv::V1_51,
+        }
+    }
 
     /// Whether `listen({ reusePort: true })` exists (22.23.5 and later lines; not v20).
     pub fn has_reuse_port(self) -> bool {
@@ -95,10 +107,15 @@ mod tests {
 
     #[test]
     fn the_index_is_in_every_v20_key_and_only_port_0_keys_later() {
-        assert!(NodeLine::V20.key_has_index(8000));
-        assert!(NodeLine::V24.key_has_index(0));
-        assert!(!NodeLine::V24.key_has_index(8000));
-        assert!(!NodeLine::V22.key_has_index(8000));
+        assert!(NodeLine::V20.key_has_index(Port::Number(8000)));
+        assert!(NodeLine::V24.key_has_index(Port::Number(0)));
+        assert!(!NodeLine::V24.key_has_index(Port::Number(8000)));
+        assert!(!NodeLine::V22.key_has_index(Port::Number(8000)));
+        assert!(NodeLine::V20.key_has_index(Port::Pipe), "v20: every key");
+        assert!(
+            !NodeLine::V24.key_has_index(Port::Pipe),
+            "a pipe's port is -1, not 0"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::process::Child;
 
 use serde_json::Value;
 
+use super::message::Port;
 use super::primary::Primary;
 use crate::channel::Channel;
 use crate::sys;
@@ -39,7 +40,8 @@ pub enum Event {
     Listening {
         id: u32,
         address: Value,
-        port: u16,
+        /// `-1` for a pipe.
+        port: Port,
     },
     /// A user message (`process.send` in the worker).
     Message {

@@ -2,6 +2,7 @@
 //! the client connections, kill a worker if asked, and disconnect them one by one — turning
 //! the cluster primary's events into the [`Outcome`].
 
+use std::fmt;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -14,12 +15,33 @@ use super::{LabArgs, LabError, interrupted};
 use crate::channel::{WireLog, WireRecord};
 use crate::cluster::primary::{Event, Primary, Settings};
 use crate::http;
+use crate::net::{Address, Port};
+use crate::pipe_wrap::Libuv;
 use crate::sys;
 use crate::trace;
+
+/// Where the lab's client connects: the workers' address and port, or their pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
+    Tcp(SocketAddr),
+    /// Node's spelling: a path, or `\0name`.
+    Pipe(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(a) => write!(f, "{a}"),
+            Target::Pipe(p) => write!(f, "{}", Address::Pipe(p.clone())),
+        }
+    }
+}
 
 pub(super) struct Lab {
     /// `--exec`: how to start a worker that is not this program.
     pub(super) foreign: Option<Settings>,
+    /// `--path`: the pipe every worker listens on (Node's spelling).
+    pub(super) pipe: Option<String>,
     pub(super) primary: Primary,
     pub(super) out: Outcome,
     pub(super) log: Option<WireLog>,
@@ -36,11 +58,21 @@ impl Lab {
     pub(super) fn record(&mut self, ev: Event) {
         match ev {
             Event::Online { .. } => {}
-            Event::Listening { id, port, .. } => {
+            Event::Listening { id, port, address } => {
                 let r = self.out.records.entry(id).or_default();
-                r.ports.push(port);
+                let shown = match port {
+                    Port::Number(port) => {
+                        r.ports.push(port);
+                        format!("port {port}")
+                    }
+                    Port::Pipe => {
+                        let path = address.as_str().unwrap_or_default().to_string();
+                        r.paths.push(path.clone());
+                        format!("path {}", Address::Pipe(path))
+                    }
+                };
                 if r.foreign {
-                    trace::step(&format!("worker {id} is listening (port {port})"));
+                    trace::step(&format!("worker {id} is listening ({shown})"));
                 }
             }
             Event::Message { id, msg } => self.on_user_message(id, &msg),
@@ -59,14 +91,21 @@ impl Lab {
         match msg.get("lab").and_then(Value::as_str) {
             Some("ready") => {
                 r.settled = true;
-                if r.ports.is_empty() {
+                if r.listens() == 0 {
                     let ports = msg.get("ports").and_then(Value::as_array);
                     let ports = ports.into_iter().flatten().filter_map(Value::as_u64);
                     r.ports = ports.map(|p| p as u16).collect();
+                    let paths = msg.get("paths").and_then(Value::as_array);
+                    let paths = paths.into_iter().flatten().filter_map(Value::as_str);
+                    r.paths = paths.map(str::to_string).collect();
                 }
                 // Printed once the worker is done, so its own lines cannot interleave.
                 for port in &r.ports {
                     trace::step(&format!("worker {id} is listening (port {port})"));
+                }
+                for path in &r.paths {
+                    let path = Address::Pipe(path.clone());
+                    trace::step(&format!("worker {id} is listening (path {path})"));
                 }
             }
             // The worker exits after an error; it is settled once the primary has seen that.
@@ -129,20 +168,24 @@ impl Lab {
     pub(super) fn wait_settled(&mut self, id: u32, servers: usize) -> Result<(), LabError> {
         interrupted()?;
         let ok = self.pump_until(Duration::from_secs(10), |o, _| {
-            o.records.get(&id).is_some_and(|r| {
-                r.settled || (r.foreign && r.ports.len() >= servers && servers > 0)
-            })
+            o.records
+                .get(&id)
+                .is_some_and(|r| r.settled || (r.foreign && r.listens() >= servers && servers > 0))
         });
         ok.then_some(()).ok_or(LabError::StartTimeout(id))
     }
 
-    /// The port to connect to: what the first listening worker reported.
-    pub(super) fn target(&self, host: IpAddr) -> Option<SocketAddr> {
-        self.out
-            .records
-            .values()
+    /// Where to connect: the pipe, once a worker listens on it; else the port the first
+    /// listening worker reported.
+    pub(super) fn target(&self, host: IpAddr) -> Option<Target> {
+        let records = || self.out.records.values();
+        if let Some(path) = &self.pipe {
+            let listening = records().any(|r| !r.paths.is_empty());
+            return listening.then(|| Target::Pipe(path.clone()));
+        }
+        records()
             .find_map(|r| r.ports.first())
-            .map(|p| SocketAddr::new(host, *p))
+            .map(|p| Target::Tcp(SocketAddr::new(host, *p)))
     }
 
     pub(super) fn connect_all(&mut self, args: &LabArgs, host: IpAddr) -> Result<(), LabError> {
@@ -163,10 +206,9 @@ impl Lab {
                 self.kill(id);
             }
             self.log_client("client", "primary", &format!("connection {n}"));
-            let who = if args.udp {
-                self.udp_request(target)
-            } else {
-                self.tcp_request(target)
+            let who = match &target {
+                Target::Tcp(addr) if args.udp => self.udp_request(*addr),
+                _ => self.http_request(&target),
             };
             trace::set_label("client");
             match who {
@@ -218,10 +260,22 @@ impl Lab {
         });
     }
 
-    /// One HTTP request; the primary's loop runs while we wait for the answer.
-    pub(super) fn tcp_request(&mut self, target: SocketAddr) -> Option<u32> {
+    /// One HTTP request, over TCP or the pipe; the primary's loop runs while we wait for
+    /// the answer.
+    pub(super) fn http_request(&mut self, target: &Target) -> Option<u32> {
         let limit = Duration::from_secs(5);
-        let mut stream = http::start_get(target, limit).ok()?;
+        match target {
+            Target::Tcp(addr) => self.answer(http::start_get(*addr, limit).ok()?, limit),
+            Target::Pipe(path) => {
+                // Node 20's libuv pads an abstract name; a client must too, to reach it.
+                let pad = self.primary.node().libuv() == Libuv::V1_46;
+                self.answer(http::start_get_unix(path, pad, limit).ok()?, limit)
+            }
+        }
+    }
+
+    /// Read the answer to a request sent on `stream`, running the primary's loop meanwhile.
+    fn answer<S: Read + AsFd>(&mut self, mut stream: S, limit: Duration) -> Option<u32> {
         let mut got = Vec::new();
         let deadline = Instant::now() + limit;
         trace::set_label("primary");
@@ -266,18 +320,32 @@ impl Lab {
 
     /// `--serve`: keep the cluster up for a reader's own `curl`.
     pub(super) fn serve(&mut self, host: IpAddr, secs: u64) {
-        let Some(target) = self.target(host) else {
-            return;
+        let try_it = match self.target(host) {
+            Some(Target::Tcp(target)) => {
+                format!("serving on http://{target}/ {{}}; try: curl http://{target}/")
+            }
+            Some(Target::Pipe(path)) => match path.strip_prefix('\0') {
+                Some(name) => format!(
+                    "serving on the abstract unix socket @{name} {{}}; try: curl --abstract-unix-socket {name} http://localhost/"
+                ),
+                None => format!(
+                    "serving on the unix socket {path} {{}}; try: curl --unix-socket {path} http://localhost/"
+                ),
+            },
+            None => return,
         };
+        self.serve_for(secs, &try_it);
+    }
+
+    /// `--serve`'s loop, after saying where (`try_it`, with `{}` for how long).
+    fn serve_for(&mut self, secs: u64, try_it: &str) {
         trace::set_label("primary");
         let how_long = if secs == 0 {
             "until Ctrl-C".to_string()
         } else {
             format!("for {secs} s")
         };
-        trace::step(&format!(
-            "serving on http://{target}/ {how_long}; try: curl http://{target}/"
-        ));
+        trace::step(&try_it.replacen("{}", &how_long, 1));
         let limit = if secs == 0 {
             Duration::from_secs(24 * 3600)
         } else {

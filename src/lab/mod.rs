@@ -126,6 +126,19 @@ pub struct LabArgs {
     /// Which Node's cluster code the mirror follows: 20 (the article's), 22, 24 or 26
     #[arg(long = "node", default_value_t = 24, value_parser = parse_node_major)]
     pub node: u32,
+    /// Listen on a unix socket (Node's "pipe") instead of a host and port: PATH, or @NAME
+    /// for an abstract name (Linux). Without a value: app.sock in a private temporary
+    /// directory, removed at the end. The primary makes socket files in PATH's directory
+    /// only; the workers find the path in SOCKET_PATH.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "PATH",
+          conflicts_with_all = ["udp", "reuse_port", "port", "host"])]
+    pub path: Option<String>,
+    /// With --path: listen({ path, readableAll: true }), the socket file readable by all
+    #[arg(long, requires = "path")]
+    pub readable_all: bool,
+    /// With --path: listen({ path, writableAll: true }), the socket file writable by all
+    #[arg(long, requires = "path")]
+    pub writable_all: bool,
 }
 
 /// `--node`: a major version the mirror knows.
@@ -163,6 +176,9 @@ impl Default for LabArgs {
             no_syscalls: false,
             bind_any: false,
             node: 24,
+            path: None,
+            readable_all: false,
+            writable_all: false,
         }
     }
 }
@@ -229,7 +245,67 @@ fn validate(args: &LabArgs) -> Result<IpAddr, LabError> {
         ));
     }
     validate_kill(args)?;
+    if args.path.as_deref().is_some_and(|p| p.starts_with('@'))
+        && (args.readable_all || args.writable_all)
+    {
+        // Node's own words (`ERR_INVALID_ARG_VALUE` from `listen`), typo included.
+        let msg =
+            "can not set readableAll or writableAllt to true when path is abstract unix socket";
+        return bad(format!(
+            "--readable-all/--writable-all with {:?}: {msg}",
+            args.path
+        ));
+    }
     resolve_host(&args.host)
+}
+
+/// Where `--path` puts the socket: Node's spelling of it (`\0name` for `@name`), the
+/// directory the primary may make socket files in, and the private temporary directory the
+/// lab made for it, if it did (removed when the lab ends).
+struct PipePlace {
+    path: String,
+    dir: Option<std::path::PathBuf>,
+    own: Option<OwnDir>,
+}
+
+/// A directory the lab made, removed with what is left in it when the lab ends.
+struct OwnDir(std::path::PathBuf);
+
+impl Drop for OwnDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pipe_place(given: &str) -> Result<PipePlace, LabError> {
+    if let Some(name) = given.strip_prefix('@') {
+        let (path, dir, own) = (format!("\0{name}"), None, None);
+        return Ok(PipePlace { path, dir, own });
+    }
+    if given.is_empty() {
+        let dir = sys::private_temp_dir("cluster-walkthrough-lab-")
+            .map_err(|e| LabError::BadInput(format!("cannot make a temporary directory: {e}")))?;
+        let path = dir.join("app.sock").display().to_string();
+        let own = Some(OwnDir(dir.clone()));
+        return Ok(PipePlace {
+            path,
+            dir: Some(dir),
+            own,
+        });
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let absolute = cwd.join(given);
+    let dir = absolute.parent().map(std::path::Path::to_path_buf);
+    if !dir.as_ref().is_some_and(|d| d.is_dir()) {
+        return Err(LabError::BadInput(format!(
+            "--path {given}: no such directory"
+        )));
+    }
+    Ok(PipePlace {
+        path: given.to_string(),
+        dir,
+        own: None,
+    })
 }
 
 /// `--kill-worker N --after K`: both or neither, a worker that exists, and a kill that
@@ -268,6 +344,7 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
             .map_err(|e| LabError::BadInput(format!("no free port for --reuse-port: {e}")))?,
         (_, port) => port,
     };
+    let pipe = args.path.as_deref().map(pipe_place).transpose()?;
     let plan = WorkerPlan {
         host,
         port,
@@ -276,12 +353,27 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
         reuse_port: args.reuse_port,
         udp: args.udp,
         handle_errors: args.handle_errors,
+        path: pipe.as_ref().map(|p| p.path.clone()),
+        readable_all: args.readable_all,
+        writable_all: args.writable_all,
     };
     let mut settings = Settings::this_program()
         .map_err(|e| LabError::BadInput(format!("cannot find this program's path: {e}")))?;
     settings.env.push((WORKER_ENV.into(), plan.to_env()));
     settings.env.push(("HOST".into(), host.to_string()));
     settings.env.push(("PORT".into(), args.port.to_string()));
+    if let Some(p) = &pipe {
+        let shown = p.path.replacen('\0', "@", 1);
+        settings.env.push(("SOCKET_PATH".into(), shown));
+        for (flag, var) in [
+            (args.readable_all, "SOCKET_READABLE_ALL"),
+            (args.writable_all, "SOCKET_WRITABLE_ALL"),
+        ] {
+            if flag {
+                settings.env.push((var.into(), "1".into()));
+            }
+        }
+    }
     let foreign = args.exec.split_first().map(|(exec, rest)| Settings {
         exec: exec.into(),
         args: rest.iter().map(Into::into).collect(),
@@ -289,6 +381,7 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
     });
     let mut lab = Lab {
         foreign,
+        pipe: None,
         primary: Primary::new(settings, policy),
         out: Outcome {
             policy: Some(policy),
@@ -297,7 +390,9 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
         log: None,
     };
     let any = args.bind_any || !host.is_loopback() || (1..1024).contains(&args.port);
-    lab.primary.set_bind_policy(BindPolicy { any });
+    let pipe_dirs = pipe.iter().filter_map(|p| p.dir.clone()).collect();
+    lab.primary.set_bind_policy(BindPolicy { any, pipe_dirs });
+    lab.pipe = pipe.as_ref().map(|p| p.path.clone());
     lab.primary
         .set_node(NodeLine::from_major(args.node).unwrap_or_default());
     if args.record_wire {
@@ -317,6 +412,7 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
     if let Some(log) = lab.log.take() {
         lab.out.wire = log.borrow().clone();
     }
+    drop(pipe.and_then(|p| p.own)); // after every worker is gone
     Ok(lab.out)
 }
 
@@ -354,7 +450,7 @@ pub fn print_summary(out: &Outcome) {
         .values()
         .filter(|r| !r.errors.is_empty())
         .count();
-    let listening = out.records.values().filter(|r| !r.ports.is_empty()).count();
+    let listening = out.records.values().filter(|r| r.listens() > 0).count();
     trace::step(&format!(
         "{} workers: {listening} listening, {errors} failed to listen",
         out.records.len()
@@ -364,7 +460,7 @@ pub fn print_summary(out: &Outcome) {
 /// A lab whose workers were all meant to listen and none did has failed: say why in a few
 /// words (the first error, or how the first worker ended).
 fn nobody_listened(args: &LabArgs, out: &Outcome) -> Option<String> {
-    if args.servers_per_worker == 0 || out.records.values().any(|r| !r.ports.is_empty()) {
+    if args.servers_per_worker == 0 || out.records.values().any(|r| r.listens() > 0) {
         return None;
     }
     let first = out.records.iter().next();

@@ -14,6 +14,8 @@ use crate::sys;
 pub(super) struct Record {
     pub(super) pid: u32,
     pub(super) ports: Vec<u16>,
+    /// The paths of its pipe servers (`-1` in the primary's `listening`).
+    pub(super) paths: Vec<String>,
     pub(super) errors: Vec<Value>,
     pub(super) settled: bool,
     /// Runs `--exec`: a program that speaks Node's protocol but not the lab's messages.
@@ -21,6 +23,13 @@ pub(super) struct Record {
     pub(super) disconnected: bool,
     pub(super) exit: Option<(Option<i32>, Option<i32>)>,
     pub(super) served: u32,
+}
+
+impl Record {
+    /// How many servers it listens on: ports and paths.
+    pub(super) fn listens(&self) -> usize {
+        self.ports.len() + self.paths.len()
+    }
 }
 
 /// Everything the lab run produced, for the summary.
@@ -52,8 +61,12 @@ impl Outcome {
             .records
             .iter()
             .map(|(id, r)| {
-                json!({"id": id, "pid": r.pid, "ports": r.ports, "errors": r.errors, "served": r.served,
-                       "exit": r.exit.map(|(c, s)| json!({"code": c, "signal": s.map(sys::signal_name)}))})
+                let mut w = json!({"id": id, "pid": r.pid, "ports": r.ports, "errors": r.errors, "served": r.served,
+                       "exit": r.exit.map(|(c, s)| json!({"code": c, "signal": s.map(sys::signal_name)}))});
+                if !r.paths.is_empty() {
+                    w["paths"] = json!(r.paths);
+                }
+                w
             })
             .collect();
         let errors: Vec<Value> = self

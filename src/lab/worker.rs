@@ -16,7 +16,10 @@ use crate::cluster::child::{self, GotHandle, Runtime, WorkerEvent};
 use crate::cluster::version::NodeLine;
 use crate::errors::NetError;
 use crate::http;
-use crate::net::{self, AddressType, ListenOptions, ListenStep, Server, ServerHandle};
+use crate::net::{
+    self, AddressType, ListenOptions, ListenStep, PipeOptions, Port, Server, ServerHandle,
+};
+use crate::pipe_wrap::PipeHandle;
 use crate::sys::{self, Transport};
 use crate::tcp_wrap::TcpHandle;
 use crate::trace;
@@ -34,6 +37,15 @@ pub(super) struct WorkerPlan {
     pub(super) reuse_port: bool,
     pub(super) udp: bool,
     pub(super) handle_errors: bool,
+    /// `listen({ path })` instead of a host and port: a unix socket path, or `\0name`.
+    #[serde(default)]
+    pub(super) path: Option<String>,
+    /// With `path`: `readableAll: true`.
+    #[serde(default)]
+    pub(super) readable_all: bool,
+    /// With `path`: `writableAll: true`.
+    #[serde(default)]
+    pub(super) writable_all: bool,
 }
 
 impl WorkerPlan {
@@ -283,7 +295,19 @@ impl LabWorker {
                         .map(|a| a.port()),
                 })
                 .collect();
-            rt.send_user(json!({"lab": "ready", "ports": ports}));
+            let paths: Vec<&str> = self
+                .slots
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Tcp(server) => server.pipe_name(),
+                    Slot::Udp(_) => None,
+                })
+                .collect();
+            let mut ready = json!({"lab": "ready", "ports": ports});
+            if !paths.is_empty() {
+                ready["paths"] = json!(paths);
+            }
+            rt.send_user(ready);
         }
     }
 
@@ -293,6 +317,9 @@ impl LabWorker {
     fn listen(&mut self, i: usize) -> Result<(), NetError> {
         if self.plan.udp {
             return self.bind_udp(i);
+        }
+        if let Some(path) = self.plan.path.clone() {
+            return self.listen_pipe(i, &path);
         }
         let mut server = Server::new(&format!("server {}", i + 1));
         let mut opts = ListenOptions::new(self.plan.host, self.plan.port);
@@ -319,6 +346,43 @@ impl LabWorker {
     }
     // ANCHOR_END: worker_listen
 
+    /// `server.listen({ path, readableAll, writableAll, exclusive })`: as for a port, done
+    /// here (`exclusive`) or a question for the primary.
+    fn listen_pipe(&mut self, i: usize, path: &str) -> Result<(), NetError> {
+        let mut server = Server::new(&format!("server {}", i + 1));
+        let mut opts = PipeOptions::new(path);
+        opts.exclusive = self.plan.exclusive;
+        opts.readable_all = self.plan.readable_all;
+        opts.writable_all = self.plan.writable_all;
+        opts.libuv = NodeLine::from_env().libuv();
+        trace::step(&format!(
+            "{}: listen({{ path: {path:?}{} }})",
+            server.name,
+            if opts.exclusive {
+                ", exclusive: true"
+            } else {
+                ""
+            }
+        ));
+        match server.listen_pipe(&opts) {
+            ListenStep::Listening(addr) => {
+                trace::ok(&format!("{} listening on {addr}", server.name))
+            }
+            ListenStep::Failed(e) => {
+                self.slots.push(Slot::Tcp(server));
+                return Err(e);
+            }
+            ListenStep::AskPrimary(q) => {
+                self.pending += 1;
+                if let Some(rt) = self.rt.as_mut() {
+                    rt.get_server(i, &q);
+                }
+            }
+        }
+        self.slots.push(Slot::Tcp(server));
+        Ok(())
+    }
+
     /// `dgram.createSocket('udp4').bind(port, host)`: UDP always goes through the primary
     /// (unless exclusive), and always gets the shared socket.
     fn bind_udp(&mut self, i: usize) -> Result<(), NetError> {
@@ -342,14 +406,8 @@ impl LabWorker {
             self.slots.push(slot);
             return result;
         }
-        let q = net::ServerQuery {
-            address: Some(host.to_string()),
-            port,
-            address_type: AddressType::udp_for(host),
-            fd: Some(-1),
-            flags: 0,
-            backlog: None,
-        };
+        let address = Some(host.to_string());
+        let q = net::ServerQuery::ip(address, port, AddressType::udp_for(host), Some(-1), None);
         self.pending += 1;
         if let Some(rt) = self.rt.as_mut() {
             rt.get_server(i, &q);
@@ -495,6 +553,9 @@ impl LabWorker {
         result: Result<GotHandle, Errno>,
     ) -> Result<(), NetError> {
         self.pending = self.pending.saturating_sub(1);
+        if let Some(path) = self.plan.path.clone() {
+            return self.on_pipe_server(slot, key, &path, result);
+        }
         let (host, port) = (self.plan.host, self.plan.port);
         let (errno, handle) = match result {
             // dgram's `bindServerHandle` callback: `ExceptionWithHostPort(err, 'bind', ...)`.
@@ -527,11 +588,53 @@ impl LabWorker {
         let addr = net::listen_on_primary_handle(server, errno, handle, host, port, backlog)?;
         trace::ok(&format!("{} listening on {addr}", server.name));
         if let Some(rt) = self.rt.as_mut() {
-            rt.send_listening(key, addr.port());
+            rt.send_listening(key, Port::Number(addr.port()));
         }
         self.listen_next()
     }
     // ANCHOR_END: on_server
+
+    /// The primary's answer for a pipe, through `listenOnPrimaryHandle`: the fake handle
+    /// (round robin) or the primary's bound `Pipe` (`SCHED_NONE`).
+    fn on_pipe_server(
+        &mut self,
+        slot: usize,
+        key: &str,
+        path: &str,
+        result: Result<GotHandle, Errno>,
+    ) -> Result<(), NetError> {
+        let (errno, handle) = match result {
+            Err(e) => (Some(e), None),
+            Ok(GotHandle::RoundRobin { key, sockname }) => {
+                let shown = crate::cluster::utils::printable(&key);
+                trace::step(&format!(
+                    "rr(): a fake handle for {shown} (no socket in this process)"
+                ));
+                (
+                    None,
+                    Some(ServerHandle::RoundRobin(net::FakeHandle { key, sockname })),
+                )
+            }
+            Ok(GotHandle::Shared(fd, _)) => {
+                let raw = fd.as_raw_fd();
+                trace::step(&format!("shared(): the primary's pipe arrived as fd {raw}"));
+                (None, Some(ServerHandle::Pipe(PipeHandle::open(fd))))
+            }
+        };
+        let Some(Slot::Tcp(server)) = self.slots.get_mut(slot) else {
+            return Ok(());
+        };
+        net::listen_pipe_on_primary_handle(server, errno, handle, path, 0)?;
+        trace::ok(&format!(
+            "{} listening on {}",
+            server.name,
+            net::Address::Pipe(path.into())
+        ));
+        if let Some(rt) = self.rt.as_mut() {
+            rt.send_listening(key, Port::Pipe);
+        }
+        self.listen_next()
+    }
 
     fn on_udp_socket(&mut self, slot: usize, key: &str, fd: OwnedFd) -> Result<(), NetError> {
         let host = self.plan.host;
@@ -550,7 +653,7 @@ impl LabWorker {
             *s = Slot::Udp(Some(fd));
         }
         if let Some(rt) = self.rt.as_mut() {
-            rt.send_listening(key, port);
+            rt.send_listening(key, Port::Number(port));
         }
         self.listen_next()
     }

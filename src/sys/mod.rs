@@ -7,7 +7,8 @@
 //!
 //! * `socket.rs`: sockets, the channel's fd passing, reads and writes;
 //! * `process.rs`: what a worker does before `exec`, signals, reaping;
-//! * `poll.rs`: waiting until an fd is ready.
+//! * `poll.rs`: waiting until an fd is ready;
+//! * `unix.rs`: unix sockets with a name (Node's pipes), their files and modes.
 //!
 //! The functions that a chapter wants to show (socket, setsockopt, bind, listen, accept4,
 //! getsockname) print themselves as a syscall line through [`crate::trace`], in the form
@@ -16,10 +17,12 @@
 mod poll;
 mod process;
 mod socket;
+mod unix;
 
 pub use poll::*;
 pub use process::*;
 pub use socket::*;
+pub use unix::*;
 
 /// The error every call here returns: the kernel's `errno`, by name (`Errno::EADDRINUSE`).
 /// Re-exported so that no module above this one names `nix` (see `tests/kernel_calls.rs`).
