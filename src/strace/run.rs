@@ -174,7 +174,11 @@ pub fn quiet_port() -> Option<u16> {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
     let low: u16 = range.split_whitespace().next()?.parse().ok()?;
     let span = low.saturating_sub(10_000).max(1);
-    let start = (std::process::id() as u16) % span;
+    // Each call starts further on: tests in one process (one pid) run in parallel threads,
+    // and two of them must not be handed the same port.
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(97, std::sync::atomic::Ordering::Relaxed);
+    let start = (std::process::id() as u16).wrapping_add(call) % span;
     (0..span)
         .map(|i| low - 1 - (start + i) % span)
         .find(|p| std::net::TcpListener::bind((LOOPBACK, *p)).is_ok())
