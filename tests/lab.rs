@@ -424,3 +424,25 @@ fn wire_messages_of_the_other_branches() {
     assert!(text.contains(r#"{"cmd":"NODE_CLUSTER","errno":-98,"key":"127.0.0.1:"#));
     snapshot_wire("lab_wire_bind_failure", &text);
 }
+
+/// A port another program holds: the lab's last line says why nobody listens, not only that.
+#[test]
+fn a_taken_port_ends_the_lab_with_the_reason() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = holder.local_addr().expect("addr").port().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cluster-walkthrough"));
+    cmd.args([
+        "lab",
+        "--workers",
+        "1",
+        "--connections",
+        "1",
+        "--no-syscalls",
+        "--port",
+        &port,
+    ]);
+    let run = common::run(cmd, std::time::Duration::from_secs(30));
+    assert_ne!(run.code, Some(0));
+    let want = format!("(first error: bind EADDRINUSE 127.0.0.1:{port})");
+    assert!(run.stderr.contains(&want), "stderr: {}", run.stderr);
+}

@@ -192,7 +192,18 @@ impl Lab {
         if args.connections == 0 {
             return Ok(());
         }
-        let target = self.target(host).ok_or(LabError::NobodyListening)?;
+        let Some(target) = self.target(host) else {
+            let first = self
+                .out
+                .records
+                .values()
+                .flat_map(|r| r.errors.first())
+                .next();
+            let why = first
+                .and_then(|e| e["message"].as_str())
+                .map(str::to_string);
+            return Err(LabError::NobodyListening(why));
+        };
         trace::set_label("client");
         trace::step(&format!(
             "{} connections to {target}, one after another",

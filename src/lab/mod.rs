@@ -192,8 +192,9 @@ pub enum LabError {
     Fork(#[from] cluster::primary::ForkError),
     #[error("worker {0} did not finish starting within 10 s")]
     StartTimeout(u32),
-    #[error("no worker is listening, so there is nothing to connect to")]
-    NobodyListening,
+    /// With the first error a worker reported, if any: the reason, not only the outcome.
+    #[error("no worker is listening, so there is nothing to connect to{}", .0.as_deref().map(|w| format!(" (first error: {w})")).unwrap_or_default())]
+    NobodyListening(Option<String>),
     #[error("interrupted; every worker was stopped")]
     Interrupted,
 }
