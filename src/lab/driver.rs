@@ -225,13 +225,19 @@ impl Lab {
 
     /// `cluster.disconnect()`, one worker at a time so the trace reads the same on every run;
     /// anything still there after a grace period is killed. Every worker is reaped.
-    pub(super) fn disconnect_one_by_one(&mut self) {
+    ///
+    /// A worker whose servers the cluster does not manage (`--exclusive`, `--reuse-port`)
+    /// closes its channel and serves on, as Node's does: the lab moves on once it has
+    /// disconnected, and the grace period's kill ends it.
+    pub(super) fn disconnect_one_by_one(&mut self, serves_on: bool) {
         trace::set_label("primary");
         trace::step("cluster.disconnect()");
         for id in self.primary.worker_ids() {
             self.primary.disconnect(id);
             self.pump_until(Duration::from_secs(3), |o, _| {
-                o.records.get(&id).is_some_and(|r| r.exit.is_some())
+                o.records
+                    .get(&id)
+                    .is_some_and(|r| r.exit.is_some() || (serves_on && r.disconnected))
             });
         }
         self.primary.shutdown(Duration::from_secs(1));

@@ -408,7 +408,7 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
     if let Some(secs) = args.serve {
         lab.serve(host, secs);
     }
-    lab.disconnect_one_by_one();
+    lab.disconnect_one_by_one(args.exclusive || args.reuse_port);
     if let Some(log) = lab.log.take() {
         lab.out.wire = log.borrow().clone();
     }

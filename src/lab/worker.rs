@@ -452,10 +452,11 @@ impl LabWorker {
     /// Bring the epoll set up to date before a wait: the channel's interest, and any
     /// listening socket that appeared since the last turn. False once the channel is gone.
     fn watch(&mut self) -> bool {
-        let Some(rt) = self.rt.as_ref() else {
-            return false;
-        };
-        self.watched.channel(rt.channel_fd(), rt.wants_write());
+        match self.rt.as_ref() {
+            Some(rt) => self.watched.channel(rt.channel_fd(), rt.wants_write()),
+            None if self.serves_alone() => {} // after disconnect: exclusive servers only
+            None => return false,
+        }
         for (s, slot) in self.slots.iter().enumerate() {
             let fd = match slot {
                 Slot::Tcp(server) => server.listening_fd(),
@@ -528,20 +529,49 @@ impl LabWorker {
             match ev {
                 WorkerEvent::Server { slot, key, result } => self.on_server(slot, &key, result)?,
                 WorkerEvent::Connection { fd, .. } => self.take(http::Conn::new(fd)),
-                WorkerEvent::Disconnect => {
-                    // The lab's own choice: close exclusive servers too, then leave.
-                    self.slots.clear();
-                    // Our EOF must reach the primary before our exit does.
-                    if let Some(rt) = self.rt.take() {
-                        rt.close_channel();
-                    }
-                    return Ok(false);
-                }
+                WorkerEvent::Disconnect => return Ok(self.on_disconnect()),
                 WorkerEvent::PrimaryGone => return Ok(false),
                 WorkerEvent::Message(_) => {}
             }
         }
         Ok(true)
+    }
+
+    // ANCHOR: worker_disconnect
+    /// `disconnect` from the primary: the runtime closed the cluster-managed servers (and
+    /// told the primary); we drop them, and close the channel (`process.disconnect()`).
+    /// Servers the cluster does not manage (`exclusive`, `reusePort`) stay open and keep the
+    /// worker alive, serving, as in Node, until something kills it. Returns whether it
+    /// serves on.
+    fn on_disconnect(&mut self) -> bool {
+        let own = self.plan.exclusive || self.plan.reuse_port;
+        if !own {
+            self.slots.clear();
+        }
+        for slot in &self.slots {
+            if let Slot::Tcp(server) = slot
+                && server.listening_fd().is_some()
+            {
+                let name = &server.name;
+                trace::step(&format!(
+                    "{name} is not the cluster's: it stays open, and so does this worker"
+                ));
+            }
+        }
+        // Our EOF must reach the primary before our exit does.
+        if let Some(rt) = self.rt.take() {
+            rt.close_channel();
+        }
+        self.serves_alone()
+    }
+    // ANCHOR_END: worker_disconnect
+
+    /// Whether a server of ours still listens without the primary.
+    fn serves_alone(&self) -> bool {
+        self.slots.iter().any(|s| match s {
+            Slot::Tcp(server) => server.listening_fd().is_some(),
+            Slot::Udp(fd) => fd.is_some(),
+        })
     }
 
     // ANCHOR: on_server
