@@ -88,6 +88,65 @@ fn our_exclusive_winner_answers_after_disconnect_and_the_lab_still_ends() {
     assert!(has_text(&all, "server 1 is not the cluster's: it stays open").is_some());
 }
 
+/// Not Node: a Node worker serving an exclusive server after `disconnect` outlives a primary
+/// killed with `SIGKILL` (it has no channel left to see an end of file on). Ours asks the
+/// kernel to end it with the primary, so nothing is left behind.
+#[test]
+fn our_exclusive_winner_serving_alone_ends_with_a_killed_primary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("lab.json");
+    let port = common::free_port().to_string();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "lab",
+        "--json",
+        "--workers",
+        "2",
+        "--exclusive",
+        "--serve",
+        "60",
+    ])
+    .args(["--port", &port])
+    .stdout(std::fs::File::create(&out).expect("lab.json"))
+    .stderr(Stdio::null());
+    let mut lab = helper::spawn(&mut cmd, Capture::Nothing).expect("the lab starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let wait_for = |part: &str| loop {
+        if let Some(v) = has_text(&lines(&out), part) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never saw {part:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let serving = wait_for("serving on http://");
+    wait_for("worker 1 is listening");
+    let winner = lines(&out)
+        .iter()
+        .find(|v| v["process"] == "worker 1")
+        .and_then(|v| v["pid"].as_u64())
+        .expect("worker 1's pid") as u32;
+    let primary = serving["pid"].as_u64().expect("the primary's pid") as u32;
+    cluster_walkthrough::sys::kill(primary, cluster_walkthrough::sys::Signal::SIGTERM);
+    wait_for("stays open, and so does this worker");
+    // Within the lab's second of grace: the primary dies before it can kill the winner.
+    cluster_walkthrough::sys::kill(primary, cluster_walkthrough::sys::Signal::SIGKILL);
+    let _ = lab.wait(Duration::from_secs(5));
+    let gone = Instant::now() + Duration::from_secs(3);
+    while Path::new(&format!("/proc/{winner}")).exists() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let state = std::fs::read_to_string(format!("/proc/{winner}/stat")).unwrap_or_default();
+    let state = state
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    let left = !matches!(state, None | Some("Z"));
+    if left {
+        cluster_walkthrough::sys::kill(winner, cluster_walkthrough::sys::Signal::SIGKILL);
+    }
+    assert!(!left, "worker 1 ({winner}) was left behind: {state:?}");
+}
+
 #[test]
 fn nodes_exclusive_winner_answers_after_disconnect_too() {
     let script =

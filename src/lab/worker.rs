@@ -95,6 +95,8 @@ struct LabWorker {
     pending: usize,
     conns: Vec<http::Conn>,
     pid: u32,
+    /// The primary's pid, as it was when we started.
+    parent: u32,
     /// The answer, the same for every request: rendered once.
     response: Vec<u8>,
     /// What the worker waits on, registered once per fd (see [`Watched`]).
@@ -220,6 +222,7 @@ impl LabWorker {
             pending: 0,
             conns: Vec::new(),
             pid,
+            parent: sys::parent_pid(),
             watched,
         }
     }
@@ -562,7 +565,14 @@ impl LabWorker {
         if let Some(rt) = self.rt.take() {
             rt.close_channel();
         }
-        self.serves_alone()
+        let alone = self.serves_alone();
+        if alone {
+            // Not Node: without a channel, no end of file would ever tell us the primary
+            // died, and a Node worker in this state outlives it. Ours asks the kernel to end
+            // it with the primary instead (and ends now if the primary is gone already).
+            sys::die_with_parent(self.parent);
+        }
+        alone
     }
     // ANCHOR_END: worker_disconnect
 
