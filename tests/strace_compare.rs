@@ -38,6 +38,15 @@ fn tools() -> bool {
     }
 }
 
+/// Held while an exclusive scenario runs: its workers bind a fixed port, which `quiet_port`
+/// picks from this process's pid, so two tests of this file running it at once would pick
+/// the same port, and the second one's workers would find it taken (the first one's winner
+/// keeps it until the primary kills it, a second after `disconnect`).
+fn exclusive_port() -> std::sync::MutexGuard<'static, ()> {
+    static PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    PORT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn scenario(slug: &str) -> Scenario {
     // Only the exclusive scenario uses the port; keep it out of the ephemeral range, where a
     // parallel test's client socket could take it between our two runs.
@@ -183,8 +192,10 @@ fn exclusive_each_worker_binds_for_itself() {
     if !tools() {
         return;
     }
+    let port = exclusive_port();
     let sc = scenario("exclusive");
     let (node, ours) = both(&sc);
+    drop(port);
     use CallKind::*;
     assert_present(&node, Side::Primary, &[Fork, ClientSocket]);
     let workers = [Socket, ReuseAddr, Bind, BindFailed, Listen, Accept];
@@ -289,6 +300,7 @@ fn every_installed_node_line_matches_the_mirror_following_it() {
             }
         };
         for slug in ["rr", "none", "exclusive", "udp"] {
+            let _port = (slug == "exclusive").then(exclusive_port);
             let sc = scenario(slug);
             let theirs = traced(&sc.node_command_with(&node.path));
             let mut ours = Command::new(BIN);

@@ -76,16 +76,32 @@ impl EventLoop {
 
 impl Primary {
     /// `cluster.disconnect()`, then wait (at most `grace`) for every worker to exit; kill the
-    /// rest. Every worker is reaped when this returns.
-    pub fn shutdown(&mut self, grace: std::time::Duration) {
+    /// rest, and tell their exits. Every worker is reaped when this returns.
+    ///
+    /// Not Node: Node's primary would wait for them for ever. A worker whose server the
+    /// cluster does not manage (`exclusive`, `reusePort`) keeps serving after `disconnect`,
+    /// as Node's does, and only a kill ends it.
+    pub fn shutdown(&mut self, grace: Duration) {
         for id in self.worker_ids() {
             self.disconnect(id);
         }
-        let deadline = std::time::Instant::now() + grace;
-        while self.has_workers() && std::time::Instant::now() < deadline {
-            self.poll(&[], std::time::Duration::from_millis(10));
+        self.wait_for_exits(grace);
+        for id in self.worker_ids() {
+            trace::step(&format!(
+                "worker {id} still runs {grace:?} after disconnect: killing it"
+            ));
+            self.kill(id, sys::Signal::SIGKILL);
         }
+        self.wait_for_exits(Duration::from_secs(1));
         self.kill_all();
+    }
+
+    /// Run the loop until every worker has exited and been reaped, at most `limit`.
+    fn wait_for_exits(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.has_workers() && Instant::now() < deadline {
+            self.poll(&[], Duration::from_millis(10));
+        }
     }
 
     // ANCHOR: poll

@@ -237,11 +237,10 @@ impl Primary {
             .env(version::ENV, self.node.major().to_string())
             .stdin(Stdio::null());
         let channel_fd = theirs.as_raw_fd();
-        let parent = std::process::id();
         // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-        // calls (dup2, fcntl, close_range, prctl, getppid); see sys::prepare_worker_child.
+        // calls (dup2, fcntl, close_range); see sys::prepare_worker_child.
         unsafe {
-            cmd.pre_exec(move || sys::prepare_worker_child(channel_fd, 3, parent));
+            cmd.pre_exec(move || sys::prepare_worker_child(channel_fd, 3));
         }
         let child = cmd.spawn().map_err(|source| ForkError::Spawn {
             exec: settings.exec.display().to_string(),

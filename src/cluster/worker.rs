@@ -119,10 +119,42 @@ impl Primary {
     }
 }
 
-impl Drop for Primary {
-    /// No orphans: whatever way the primary ends, its workers end with it.
-    fn drop(&mut self) {
+/// How long a primary that goes away gives its workers to leave on their own, after closing
+/// their channels, before it kills them.
+pub const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Primary {
+    /// What the end of the primary means to its workers, done before it ends: every channel
+    /// closes (the end of file a Node worker leaves on: `'disconnect'`, then `exit(0)` with
+    /// its `'exit'` handlers), then at most `grace` for them to exit; the rest are killed.
+    /// Every worker is reaped.
+    pub fn leave(&mut self, grace: std::time::Duration) {
+        for w in self.workers.values_mut() {
+            w.channel = None; // close(2): the worker's EOF
+        }
+        let deadline = std::time::Instant::now() + grace;
+        loop {
+            let running = self.workers.values_mut().filter(|w| !w.exited).any(|w| {
+                w.exited = matches!(w.child.try_wait(), Ok(Some(_)));
+                !w.exited
+            });
+            if !running || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         self.kill_all();
+    }
+}
+
+impl Drop for Primary {
+    /// No orphans: whatever way the primary ends (a panic, an early return), its workers end
+    /// with it. They are told the way a dying Node primary tells them, by the end of their
+    /// channels, and killed only if they are still there [`LEAVE_GRACE`] later. (A primary
+    /// killed with `SIGKILL` runs none of this: its workers see the same end of file, from
+    /// the kernel, and leave on it.)
+    fn drop(&mut self) {
+        self.leave(LEAVE_GRACE);
     }
 }
 

@@ -14,7 +14,7 @@ use super::outcome::Outcome;
 use super::{LabArgs, LabError, interrupted};
 use crate::channel::{WireLog, WireRecord};
 use crate::cluster::primary::{Event, Primary, Settings};
-use crate::http;
+use crate::http::{self, Answer};
 use crate::net::{Address, Port};
 use crate::pipe_wrap::Libuv;
 use crate::sys;
@@ -221,28 +221,47 @@ impl Lab {
                 Target::Tcp(addr) if args.udp => self.udp_request(*addr),
                 _ => self.http_request(&target),
             };
+            let who = who.map(|a| self.by_pid(a));
             trace::set_label("client");
-            match who {
-                Some(w) => trace::ok(&format!("connection {n} answered by worker {w}")),
+            match &who {
+                Some(a) => trace::ok(&format!("connection {n} answered by {a}")),
                 None => trace::problem(&format!("connection {n}: no answer")),
             }
-            let from = who.map_or("nobody".to_string(), |w| format!("worker {w}"));
+            let from = who.as_ref().map_or("nobody".to_string(), Answer::to_string);
             self.log_client(&from, "client", &format!("answer to connection {n}"));
-            self.out.answered_by.push(who);
+            self.out
+                .answered_by
+                .push(who.as_ref().and_then(Answer::worker));
+            self.out.answers.push(who);
         }
         trace::set_label("primary");
         Ok(())
     }
 
+    /// An answer that names a pid names the worker with that pid, if it is one of ours.
+    fn by_pid(&self, answer: Answer) -> Answer {
+        let Answer::Pid(pid) = answer else {
+            return answer;
+        };
+        let id = self.out.records.iter().find(|(_, r)| r.pid == pid);
+        id.map_or(answer, |(id, _)| Answer::Worker(*id))
+    }
+
     /// `cluster.disconnect()`, one worker at a time so the trace reads the same on every run;
     /// anything still there after a grace period is killed. Every worker is reaped.
-    pub(super) fn disconnect_one_by_one(&mut self) {
+    ///
+    /// A worker whose servers the cluster does not manage (`--exclusive`, `--reuse-port`)
+    /// closes its channel and serves on, as Node's does: the lab moves on once it has
+    /// disconnected, and the grace period's kill ends it.
+    pub(super) fn disconnect_one_by_one(&mut self, serves_on: bool) {
         trace::set_label("primary");
         trace::step("cluster.disconnect()");
         for id in self.primary.worker_ids() {
             self.primary.disconnect(id);
             self.pump_until(Duration::from_secs(3), |o, _| {
-                o.records.get(&id).is_some_and(|r| r.exit.is_some())
+                o.records
+                    .get(&id)
+                    .is_some_and(|r| r.exit.is_some() || (serves_on && r.disconnected))
             });
         }
         self.primary.shutdown(Duration::from_secs(1));
@@ -273,7 +292,7 @@ impl Lab {
 
     /// One HTTP request, over TCP or the pipe; the primary's loop runs while we wait for
     /// the answer.
-    pub(super) fn http_request(&mut self, target: &Target) -> Option<u32> {
+    pub(super) fn http_request(&mut self, target: &Target) -> Option<Answer> {
         let limit = Duration::from_secs(5);
         match target {
             Target::Tcp(addr) => self.answer(http::start_get(*addr, limit).ok()?, limit),
@@ -286,7 +305,7 @@ impl Lab {
     }
 
     /// Read the answer to a request sent on `stream`, running the primary's loop meanwhile.
-    fn answer<S: Read + AsFd>(&mut self, mut stream: S, limit: Duration) -> Option<u32> {
+    fn answer<S: Read + AsFd>(&mut self, mut stream: S, limit: Duration) -> Option<Answer> {
         let mut got = Vec::new();
         let deadline = Instant::now() + limit;
         trace::set_label("primary");
@@ -305,11 +324,11 @@ impl Lab {
                 Err(_) => break,
             }
         }
-        http::answered_by(&String::from_utf8_lossy(&got))
+        http::who_answered(&String::from_utf8_lossy(&got))
     }
 
     /// One UDP datagram; the reply names the worker.
-    pub(super) fn udp_request(&mut self, target: SocketAddr) -> Option<u32> {
+    pub(super) fn udp_request(&mut self, target: SocketAddr) -> Option<Answer> {
         let sock = std::net::UdpSocket::bind(SocketAddr::new(target.ip(), 0)).ok()?;
         sock.set_nonblocking(true).ok()?;
         sock.send_to(b"ping", target).ok()?;
@@ -322,7 +341,7 @@ impl Lab {
             if ready.first().is_some_and(|r| r.readable) {
                 let mut buf = [0u8; 256];
                 if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                    return http::answered_by(&String::from_utf8_lossy(&buf[..n]));
+                    return http::who_answered(&String::from_utf8_lossy(&buf[..n]));
                 }
             }
         }

@@ -409,7 +409,7 @@ pub fn run(args: &LabArgs) -> Result<Outcome, LabError> {
     if let Some(secs) = args.serve {
         lab.serve(host, secs);
     }
-    lab.disconnect_one_by_one();
+    lab.disconnect_one_by_one(args.exclusive || args.reuse_port);
     if let Some(log) = lab.log.take() {
         lab.out.wire = log.borrow().clone();
     }
@@ -432,11 +432,15 @@ pub fn print_summary(out: &Outcome) {
         return;
     }
     trace::set_label("summary");
-    if !out.answered_by.is_empty() {
+    if !out.answers.is_empty() {
         let seq: Vec<String> = out
-            .answered_by
+            .answers
             .iter()
-            .map(|w| w.map_or("-".to_string(), |w| w.to_string()))
+            .map(|a| match a {
+                Some(crate::http::Answer::Worker(id)) => id.to_string(),
+                Some(other) => other.to_string(),
+                None => "-".to_string(),
+            })
             .collect();
         trace::step(&format!("answered by: {}", seq.join(" ")));
         let counts: Vec<String> = out

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use crate::channel::WireRecord;
 use crate::cluster::SchedulingPolicy;
+use crate::http::Answer;
 use crate::sys;
 
 /// What the primary learned about one worker.
@@ -37,6 +38,9 @@ impl Record {
 pub struct Outcome {
     pub(super) records: BTreeMap<u32, Record>,
     pub(super) answered_by: Vec<Option<u32>>,
+    /// Who answered each connection, as the answer said (a worker, a pid, or its first
+    /// line): the same order as `answered_by`.
+    pub(super) answers: Vec<Option<Answer>>,
     pub(super) problems: Vec<String>,
     pub(super) policy: Option<SchedulingPolicy>,
     /// What `record_wire` kept: channel messages, plus the client's requests and answers as
@@ -77,7 +81,7 @@ impl Outcome {
         json!({"summary": {
             "policy": self.policy.map(SchedulingPolicy::name),
             "workers": workers,
-            "answered_by": self.answered_by,
+            "answered_by": self.answers.iter().map(shown).collect::<Vec<Value>>(),
             "counts": self.counts(),
             "errors": errors,
             "problems": self.problems,
@@ -93,5 +97,15 @@ impl Outcome {
             *c.entry(id.to_string()).or_insert(0) += 1;
         }
         c
+    }
+}
+
+/// An answer in the summary: the worker's id; a pid or a text as a string; `null` for none.
+fn shown(answer: &Option<Answer>) -> Value {
+    match answer {
+        Some(Answer::Worker(id)) => json!(id),
+        Some(Answer::Pid(pid)) => json!(format!("pid {pid}")),
+        Some(Answer::Text(text)) => json!(text),
+        None => Value::Null,
     }
 }

@@ -95,6 +95,8 @@ struct LabWorker {
     pending: usize,
     conns: Vec<http::Conn>,
     pid: u32,
+    /// The primary's pid, as it was when we started.
+    parent: u32,
     /// The answer, the same for every request: rendered once.
     response: Vec<u8>,
     /// What the worker waits on, registered once per fd (see [`Watched`]).
@@ -220,6 +222,7 @@ impl LabWorker {
             pending: 0,
             conns: Vec::new(),
             pid,
+            parent: sys::parent_pid(),
             watched,
         }
     }
@@ -452,10 +455,11 @@ impl LabWorker {
     /// Bring the epoll set up to date before a wait: the channel's interest, and any
     /// listening socket that appeared since the last turn. False once the channel is gone.
     fn watch(&mut self) -> bool {
-        let Some(rt) = self.rt.as_ref() else {
-            return false;
-        };
-        self.watched.channel(rt.channel_fd(), rt.wants_write());
+        match self.rt.as_ref() {
+            Some(rt) => self.watched.channel(rt.channel_fd(), rt.wants_write()),
+            None if self.serves_alone() => {} // after disconnect: exclusive servers only
+            None => return false,
+        }
         for (s, slot) in self.slots.iter().enumerate() {
             let fd = match slot {
                 Slot::Tcp(server) => server.listening_fd(),
@@ -528,20 +532,56 @@ impl LabWorker {
             match ev {
                 WorkerEvent::Server { slot, key, result } => self.on_server(slot, &key, result)?,
                 WorkerEvent::Connection { fd, .. } => self.take(http::Conn::new(fd)),
-                WorkerEvent::Disconnect => {
-                    // The lab's own choice: close exclusive servers too, then leave.
-                    self.slots.clear();
-                    // Our EOF must reach the primary before our exit does.
-                    if let Some(rt) = self.rt.take() {
-                        rt.close_channel();
-                    }
-                    return Ok(false);
-                }
+                WorkerEvent::Disconnect => return Ok(self.on_disconnect()),
                 WorkerEvent::PrimaryGone => return Ok(false),
                 WorkerEvent::Message(_) => {}
             }
         }
         Ok(true)
+    }
+
+    // ANCHOR: worker_disconnect
+    /// `disconnect` from the primary: the runtime closed the cluster-managed servers (and
+    /// told the primary); we drop them, and close the channel (`process.disconnect()`).
+    /// Servers the cluster does not manage (`exclusive`, `reusePort`) stay open and keep the
+    /// worker alive, serving, as in Node, until something kills it. Returns whether it
+    /// serves on.
+    fn on_disconnect(&mut self) -> bool {
+        let own = self.plan.exclusive || self.plan.reuse_port;
+        if !own {
+            self.slots.clear();
+        }
+        for slot in &self.slots {
+            if let Slot::Tcp(server) = slot
+                && server.listening_fd().is_some()
+            {
+                let name = &server.name;
+                trace::step(&format!(
+                    "{name} is not the cluster's: it stays open, and so does this worker"
+                ));
+            }
+        }
+        // Our EOF must reach the primary before our exit does.
+        if let Some(rt) = self.rt.take() {
+            rt.close_channel();
+        }
+        let alone = self.serves_alone();
+        if alone {
+            // Not Node: without a channel, no end of file would ever tell us the primary
+            // died, and a Node worker in this state outlives it. Ours asks the kernel to end
+            // it with the primary instead (and ends now if the primary is gone already).
+            sys::die_with_parent(self.parent);
+        }
+        alone
+    }
+    // ANCHOR_END: worker_disconnect
+
+    /// Whether a server of ours still listens without the primary.
+    fn serves_alone(&self) -> bool {
+        self.slots.iter().any(|s| match s {
+            Slot::Tcp(server) => server.listening_fd().is_some(),
+            Slot::Udp(fd) => fd.is_some(),
+        })
     }
 
     // ANCHOR: on_server

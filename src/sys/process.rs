@@ -16,14 +16,19 @@ use super::{retry, trace_call, zero};
 use crate::trace;
 
 /// Runs in a freshly forked worker, between `fork` and `exec`: put the channel on `target`
-/// (Node's fd 3) without `FD_CLOEXEC`, let no other fd through the exec, and ask the kernel
-/// to kill us if the primary dies (a backstop for the channel EOF that normally ends a worker).
+/// (Node's fd 3) without `FD_CLOEXEC`, and let no other fd through the exec.
+///
+/// No parent-death signal, as libuv's `uv_spawn` sets none: a worker whose primary dies
+/// learns it from the channel's end of file, and leaves as it chooses (a Node worker exits 0
+/// through its `'disconnect'` handler, running its `'exit'` handlers). A `SIGKILL` from the
+/// kernel would come first and take that away. The safety nets are elsewhere: the primary's
+/// `Drop` (closes the channels, waits, then kills), and our own worker arming
+/// [`die_with_parent`] once it serves without a channel.
 ///
 /// Only async-signal-safe calls are allowed here.
-pub fn prepare_worker_child(channel: RawFd, target: RawFd, parent: u32) -> std::io::Result<()> {
+pub fn prepare_worker_child(channel: RawFd, target: RawFd) -> std::io::Result<()> {
     put_channel_at(channel, target)?;
     cloexec_above(target);
-    tie_to_parent(parent)?;
     Ok(())
 }
 
@@ -170,6 +175,11 @@ pub fn exit_now(code: i32) -> ! {
 /// refuses leaves the child as it was: it still ends when its parent closes on it.
 pub fn die_with_parent(parent: u32) {
     let _ = tie_to_parent(parent);
+}
+
+/// This process's parent's pid (`getppid(2)`).
+pub fn parent_pid() -> u32 {
+    nix::unistd::getppid().as_raw() as u32
 }
 
 /// Take ownership of an fd this process inherited by number (a worker's channel, which the

@@ -50,8 +50,10 @@ impl UnixName {
     /// The address, as libuv builds it. An abstract name is the bytes given (libuv 1.49 and
     /// later: `uv_pipe_bind2` passes its length), or, with `pad`, those bytes followed by NULs
     /// to fill all of `sun_path` (libuv 1.46, Node 20: it always passes `sizeof(sockaddr_un)`,
-    /// which makes the padding part of the name). A name too long is `EINVAL`, as
-    /// `uv_pipe_bind2` says.
+    /// which makes the padding part of the name). A name too long is `EINVAL`, as Node 22+
+    /// says (`uv_pipe_bind2`). Not Node 20: its libuv cuts a long path short without a word
+    /// and binds the shorter name (seen with a 135-byte path); we refuse under every line,
+    /// so that a primary never makes a file the worker did not name.
     fn addr(&self, pad: bool) -> Result<UnixAddr, Errno> {
         match self {
             UnixName::Path(p) if p.as_os_str().len() > MAX_UNIX_NAME => Err(Errno::EINVAL),

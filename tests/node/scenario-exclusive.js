@@ -1,7 +1,9 @@
 // listen({ exclusive: true }) as one ordinary Node cluster script: both workers bind port P
 // themselves (the primary is not asked), so one wins and the other fails with EADDRINUSE and
-// exits 1. The primary then makes 2 HTTP requests itself and disconnects. Chapter 10 runs it
-// under strace next to `cluster-walkthrough lab --workers 2 --connections 2 --exclusive --port P`.
+// exits 1. The primary then makes 2 HTTP requests itself and disconnects. The winner's server
+// is not the cluster's, so `disconnect` does not close it: the winner serves on, and the
+// primary, like the lab, kills what still runs a second later. Chapter 10 runs it under strace
+// next to `cluster-walkthrough lab --workers 2 --connections 2 --exclusive --port P`.
 //
 //   node tests/node/scenario-exclusive.js P
 'use strict';
@@ -19,14 +21,18 @@ if (cluster.isPrimary) {
   // each worker says it is listening (a message) or fails (exit code 1).
   let settled = 0;
   const settle = async () => {
-    if (++settled < WORKERS) return;
+    if (++settled !== WORKERS) return;
     const answers = [];
     for (let n = 0; n < REQUESTS; n++) answers.push(await get(PORT));
     console.log(`answered by: ${answers.join(' ')}`);
     cluster.disconnect();
+    // Not `cluster.disconnect(cb)`: with a worker that stays, its callback never comes.
+    setTimeout(() => workers.forEach((w) => w.process.kill('SIGKILL')), 1000).unref();
   };
+  const workers = [];
   for (let i = 0; i < WORKERS; i++) {
     const worker = cluster.fork();
+    workers.push(worker);
     worker.on('message', (m) => { if (m === 'listening') settle(); });
     worker.on('exit', (code) => { if (code !== 0) settle(); });
   }
@@ -34,9 +40,6 @@ if (cluster.isPrimary) {
   const server = http.createServer((req, res) => res.end(`${cluster.worker.id}`));
   server.on('error', () => process.exit(1)); // as an unhandled 'error' would, without the stack
   server.listen({ port: PORT, host: HOST, exclusive: true }, () => process.send('listening'));
-  // cluster.disconnect() closes only cluster-managed servers; an exclusive one would keep this
-  // worker alive, so close it too (the lab's worker does the same).
-  cluster.worker.on('disconnect', () => server.close());
 }
 
 function get(port) {
