@@ -153,7 +153,7 @@ impl NetError {
 /// libuv's text for an errno (`uv_strerror`), from the `UV_ERRNO_MAP` table in `include/uv.h`.
 /// Only the errors our listen paths can meet are listed; anything else falls back to the
 /// C library's text in lower case, which is what libuv does for unknown codes on Linux.
-pub fn uv_message(errno: Errno) -> String {
+pub(crate) fn uv_message(errno: Errno) -> String {
     let known = match errno {
         Errno::EADDRINUSE => "address already in use",
         Errno::EADDRNOTAVAIL => "address not available",

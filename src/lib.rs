@@ -8,11 +8,13 @@
 //! | here | Node v24.22.3 |
 //! |---|---|
 //! | [`net`] | `lib/net.js` |
-//! | [`errors`] | `lib/internal/errors.js` |
-//! | [`tcp_wrap`] | `src/tcp_wrap.cc` + libuv `src/unix/tcp.c` |
-//! | [`pipe_wrap`] | `src/pipe_wrap.cc` + libuv `src/unix/pipe.c` |
+//! | `errors` | `lib/internal/errors.js` |
+//! | `tcp_wrap` | `src/tcp_wrap.cc` + libuv `src/unix/tcp.c` |
+//! | `pipe_wrap` | `src/pipe_wrap.cc` + libuv `src/unix/pipe.c` |
 //! | [`cluster`] | `lib/cluster.js`, `lib/internal/cluster/*` |
 //! | [`sys`] | the syscalls libuv makes |
+
+#![warn(unreachable_pub)]
 
 pub mod bench;
 pub mod book;
@@ -20,7 +22,7 @@ pub mod channel;
 pub mod chapter;
 pub mod check;
 pub mod cluster;
-pub mod errors;
+pub(crate) mod errors;
 pub mod framing;
 pub mod helper;
 pub mod http;
@@ -30,8 +32,8 @@ pub mod net;
 pub mod node_source;
 pub mod os_models;
 pub mod picture;
-pub mod pipe_wrap;
+pub(crate) mod pipe_wrap;
 pub mod strace;
 pub mod sys;
-pub mod tcp_wrap;
+pub(crate) mod tcp_wrap;
 pub mod trace;

@@ -13,7 +13,7 @@
 //! cluster worker. That is [`crate::cluster::is_primary`], read from the environment.
 //!
 //! A path instead of a port (`listen('/dir/app.sock')`) takes the same road with a `Pipe`
-//! handle ([`crate::pipe_wrap`]): [`Server::listen_pipe`], [`Server::listen2_pipe`],
+//! handle (`crate::pipe_wrap`): [`Server::listen_pipe`], [`Server::listen2_pipe`],
 //! [`create_pipe_handle`], [`listen_pipe_on_primary_handle`].
 
 use std::fmt;
@@ -125,7 +125,7 @@ pub struct PipeOptions {
     /// `writableAll: true`: the socket file writable by everyone (which is what lets
     /// another user connect).
     pub writable_all: bool,
-    /// Which libuv's pipes to behave like, when this process binds (see [`Libuv`]).
+    /// Which libuv's pipes to behave like, when this process binds (see `Libuv`).
     pub libuv: Libuv,
 }
 

@@ -17,7 +17,7 @@ use crate::trace;
 
 /// Node's default backlog: 511 (`setupListenHandle` in `lib/net.js`; Node's comment says the
 /// kernel rounds it up to 512 anyway).
-pub const DEFAULT_BACKLOG: i32 = 511;
+pub(crate) const DEFAULT_BACKLOG: i32 = 511;
 
 /// A TCP socket plus libuv's `delayed_error`.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! The benchmark run that chapter 11 shows (`book/src/img/bench.*`) measured the code as it
-//! is now: its JSON names the code it measured (a fingerprint of every file under
-//! `src/cluster/` and `src/bench/`), and that must be the code in this checkout. When it is
+//! is now: its JSON names the code it measured (a fingerprint of the code, comments and blank
+//! lines left out, of every file under `src/cluster/` and `src/bench/`), and that must be the code in this checkout. When it is
 //! not, the run is made again, with the one command below, and committed.
 
 use std::collections::BTreeMap;

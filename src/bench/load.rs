@@ -21,7 +21,7 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\
 
 /// One load.
 #[derive(Debug, Clone)]
-pub struct Load {
+pub(crate) struct Load {
     pub addr: SocketAddr,
     /// Concurrent clients (threads), each with one connection at a time.
     pub clients: usize,
@@ -34,7 +34,7 @@ pub struct Load {
 
 /// What a load produced.
 #[derive(Debug, Clone, Default)]
-pub struct Tally {
+pub(crate) struct Tally {
     /// Requests answered within the duration.
     pub completed: u64,
     /// Requests that failed (refused, reset, timed out, or a bad answer).
@@ -59,21 +59,21 @@ impl Tally {
     }
 
     /// How many answers named each of workers `1..=workers` (0 for one that answered none).
-    pub fn counts(&self, workers: usize) -> Vec<u64> {
+    pub(crate) fn counts(&self, workers: usize) -> Vec<u64> {
         (1..=workers)
             .map(|id| self.answered.get(id).copied().unwrap_or(0))
             .collect()
     }
 
     /// How many distinct workers answered at least once.
-    pub fn workers_seen(&self) -> usize {
+    pub(crate) fn workers_seen(&self) -> usize {
         self.answered.iter().skip(1).filter(|&&n| n > 0).count()
     }
 }
 
 // ANCHOR: run
 /// Run `load` and gather every client's tally. `stop` ends it early (Ctrl-C).
-pub fn run(load: &Load, stop: fn() -> bool) -> Tally {
+pub(crate) fn run(load: &Load, stop: fn() -> bool) -> Tally {
     let deadline = Instant::now() + load.duration;
     let started = AtomicU64::new(0);
     let mut total = Tally::default();

@@ -4,10 +4,10 @@
 //! For every worker count, round after round, every strategy in turn (A B C ... A B C ...,
 //! so that whatever the machine does meanwhile hits them all alike): start the servers
 //! ([`servers`]), warm them up until every worker has answered, read the primary's CPU time,
-//! run the load ([`load`]) for a fixed time, read the CPU time again, stop the servers. The
+//! run the load (`load`) for a fixed time, read the CPU time again, stop the servers. The
 //! arithmetic is in [`stats`]; the table, the JSON and the chart in [`report`]. Then, with
 //! `--syscalls`, some strategies once more under strace, to count their system calls per
-//! connection ([`syscalls`]). The JSON names the code that was measured ([`fingerprint`]).
+//! connection (`syscalls`). The JSON names the code that was measured ([`fingerprint`]).
 //!
 //! Build it with `--release`: a debug build measures the debug build.
 
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 mod chart;
 pub mod fingerprint;
-pub mod load;
+pub(crate) mod load;
 pub mod report;
 pub mod servers;
 pub mod stats;
-pub mod syscalls;
+pub(crate) mod syscalls;
 
 use fingerprint::Fingerprint;
 use servers::{RunningServer, Strategy};
@@ -288,7 +288,7 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(5);
 const WARM_UP_LIMIT_TRACED: Duration = Duration::from_secs(60);
 
 /// The plan's `syscalls` strategies under strace, one after another, each with
-/// [`syscalls::workers_for`] workers: their system calls per connection.
+/// `syscalls::workers_for` workers: their system calls per connection.
 pub fn count_syscalls(
     plan: &Plan,
     program: &ThisProgram,

@@ -257,7 +257,7 @@ impl RunningServer {
 
     /// [`RunningServer::start`], under `strace -f -ttt`, which writes every system call of
     /// every process of the server, with the time it was made, to `trace` (see
-    /// [`super::syscalls`]).
+    /// `super::syscalls`).
     pub fn start_traced(
         strategy: Strategy,
         workers: u32,

@@ -36,10 +36,10 @@ pub struct SyscallCounts {
 }
 
 /// Calls rarer than this per connection are left out of the table (not out of the JSON).
-pub const SHOWN_FROM: f64 = 0.05;
+pub(crate) const SHOWN_FROM: f64 = 0.05;
 
 /// `None` if strace runs here and may trace; otherwise why not, in a few words.
-pub fn missing_strace() -> Option<String> {
+pub(crate) fn missing_strace() -> Option<String> {
     let mut cmd = std::process::Command::new("strace");
     cmd.args(["-qq", "-o", "/dev/null", "-e", "trace=none", "true"]);
     match helper::run(&mut cmd, Capture::Both, Duration::from_secs(10)) {
@@ -51,7 +51,7 @@ pub fn missing_strace() -> Option<String> {
 
 /// The worker count the calls are counted with: the plan's first that is 2 or more (one
 /// worker has nobody to share with), or its first.
-pub fn workers_for(plan: &Plan) -> u32 {
+pub(crate) fn workers_for(plan: &Plan) -> u32 {
     let first = plan.workers.first().copied().unwrap_or(2);
     plan.workers
         .iter()
@@ -76,7 +76,7 @@ fn unix_secs(t: SystemTime) -> f64 {
 // ANCHOR: count
 /// Run `strategy` with `workers` workers under strace, warm it up, load it for the plan's
 /// duration, stop it, and count the calls made meanwhile.
-pub fn count(
+pub(crate) fn count(
     plan: &Plan,
     program: &ThisProgram,
     strategy: Strategy,
@@ -138,7 +138,7 @@ fn first_word(text: &str) -> (&str, &str) {
 
 /// Count what strace wrote (with `-f -ttt`): every call made from `from` to `to` (seconds
 /// since 1970), in the first process or in any other.
-pub fn count_calls(
+pub(crate) fn count_calls(
     text: &str,
     from: f64,
     to: f64,
@@ -224,7 +224,7 @@ impl SyscallCounts {
 
 /// The tables of system calls per connection, one per strategy, each line at most
 /// [`super::report::WIDTH`] characters.
-pub fn table(counts: &[SyscallCounts]) -> String {
+pub(crate) fn table(counts: &[SyscallCounts]) -> String {
     let mut t = String::new();
     let Some(first) = counts.first() else {
         return t;

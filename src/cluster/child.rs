@@ -33,13 +33,13 @@ const MAX_PENDING_QUERIES: usize = 4096;
 
 /// Whether `_setupWorker` ran in this process (it removes `NODE_UNIQUE_ID` from the
 /// environment, but the process stays a worker, as Node's `cluster` module stays the child one).
-pub fn is_set_up() -> bool {
+pub(crate) fn is_set_up() -> bool {
     SET_UP.load(Ordering::Relaxed)
 }
 
 /// What the primary's answer to `queryServer` gave us.
 #[derive(Debug)]
-pub enum GotHandle {
+pub(crate) enum GotHandle {
     /// `rr()`: round robin; connections will come as `newconn`. What `net` needs to build
     /// its fake handle: the key, and the primary's address.
     RoundRobin {
@@ -47,12 +47,12 @@ pub enum GotHandle {
         sockname: Option<SocketAddr>,
     },
     /// `shared()`: the primary's bound socket, ours to listen on (TCP) or read (UDP).
-    Shared(OwnedFd, HandleType),
+    Shared(OwnedFd),
 }
 
 /// What the runtime tells the program.
 #[derive(Debug)]
-pub enum WorkerEvent {
+pub(crate) enum WorkerEvent {
     /// The answer to `get_server(slot, ...)`.
     Server {
         slot: usize,
@@ -60,7 +60,7 @@ pub enum WorkerEvent {
         result: Result<GotHandle, Errno>,
     },
     /// A round-robin connection for the server in `slot`, already accepted (`{accepted:true}`).
-    Connection { slot: usize, fd: OwnedFd },
+    Connection { fd: OwnedFd },
     /// The primary said `disconnect`: servers are closed; finish up and exit.
     Disconnect,
     /// The channel closed: the primary is gone. Node's worker exits with code 0.
@@ -94,7 +94,7 @@ struct Indexes {
 }
 
 /// `cluster.worker` and its channel.
-pub struct Runtime {
+pub(crate) struct Runtime {
     pub id: u32,
     channel: Channel,
     callbacks: Callbacks<PendingQuery>,
@@ -106,7 +106,7 @@ pub struct Runtime {
 
 /// Why `setup_worker` failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SetupError {
+pub(crate) enum SetupError {
     #[error("NODE_CHANNEL_FD is not a file descriptor number: {0:?}")]
     BadChannelFd(String),
     #[error("NODE_UNIQUE_ID is not a worker id: {0:?}")]
@@ -121,7 +121,7 @@ pub enum SetupError {
 /// and say `online` — all before user code. `None` when this process is not a worker.
 ///
 /// Call it first thing in `main`, while the process has a single thread.
-pub fn setup_worker() -> Option<Result<Runtime, SetupError>> {
+pub(crate) fn setup_worker() -> Option<Result<Runtime, SetupError>> {
     let id = std::env::var(NODE_UNIQUE_ID).ok()?;
     let fd = std::env::var("NODE_CHANNEL_FD").unwrap_or_default();
     for var in [
@@ -169,12 +169,12 @@ fn open_channel(id: &str, fd: &str) -> Result<Runtime, SetupError> {
 
 impl Runtime {
     /// The channel's socket, for polling.
-    pub fn channel_fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn channel_fd(&self) -> BorrowedFd<'_> {
         self.channel.fd()
     }
 
     /// Whether the channel has bytes waiting to go out.
-    pub fn wants_write(&self) -> bool {
+    pub(crate) fn wants_write(&self) -> bool {
         self.channel.wants_write()
     }
 
@@ -186,14 +186,14 @@ impl Runtime {
     }
 
     /// `process.send(msg)`: a user message to the primary.
-    pub fn send_user(&mut self, msg: Value) {
+    pub(crate) fn send_user(&mut self, msg: Value) {
         self.channel.send(msg);
     }
 
     // ANCHOR: get_server
     /// `cluster._getServer`: number this listen (`index`, per `address:port:addressType:fd`),
     /// and send `queryServer`. The answer comes back as [`WorkerEvent::Server`].
-    pub fn get_server(&mut self, slot: usize, query: &ServerQuery) {
+    pub(crate) fn get_server(&mut self, slot: usize, query: &ServerQuery) {
         let mut query = query.clone();
         // "Resolve unix socket paths to absolute paths" (child.js L70–73 at v24.22.3).
         if let (Port::Pipe, Some(address)) = (query.port, &query.address) {
@@ -235,7 +235,7 @@ impl Runtime {
 
     /// Once the server listens: the same message, `act` now `listening`, with the real port
     /// (`-1` for a pipe: `obj.address()?.port || options.port`).
-    pub fn send_listening(&mut self, key: &str, port: Port) {
+    pub(crate) fn send_listening(&mut self, key: &str, port: Port) {
         let Some(r) = self.handles.get(key) else {
             return;
         };
@@ -247,7 +247,7 @@ impl Runtime {
     // ANCHOR: close
     /// Closing a cluster-managed server: tell the primary (`{act:'close', key}`, no reply)
     /// and free the index so the next listen on this address starts at 0 again.
-    pub fn close_server(&mut self, key: &str) {
+    pub(crate) fn close_server(&mut self, key: &str) {
         let Some(r) = self.handles.remove(key) else {
             return;
         };
@@ -269,12 +269,12 @@ impl Runtime {
     }
 
     /// Keys of the cluster-managed servers.
-    pub fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         self.handles.keys().cloned().collect()
     }
 
     /// Read the channel and turn what came into events.
-    pub fn on_readable(&mut self) -> Result<Vec<WorkerEvent>, ChannelError> {
+    pub(crate) fn on_readable(&mut self) -> Result<Vec<WorkerEvent>, ChannelError> {
         let messages = match self.channel.read()? {
             Some(m) => m,
             None => return Ok(vec![WorkerEvent::PrimaryGone]),
@@ -290,7 +290,7 @@ impl Runtime {
     }
 
     /// Flush pending output (on `POLLOUT`).
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         self.channel.flush();
     }
 
@@ -332,8 +332,8 @@ impl Runtime {
         // gets the next index (a new key).
         let result = if errno != 0 {
             Err(Errno::from_raw(errno.saturating_neg()))
-        } else if let (Some(fd), Some(ty)) = (fd, ty) {
-            Ok(GotHandle::Shared(fd, ty)) // shared()
+        } else if let (Some(fd), Some(_)) = (fd, ty) {
+            Ok(GotHandle::Shared(fd)) // shared()
         } else {
             let sockname = reply.sockname.and_then(|s| s.to_addr());
             Ok(GotHandle::RoundRobin {
@@ -383,7 +383,7 @@ impl Runtime {
             self.send(&Accepted { ack, accepted });
         }
         match (slot, fd) {
-            (Some(slot), Some(fd)) if accepted => Some(WorkerEvent::Connection { slot, fd }),
+            (Some(_), Some(fd)) if accepted => Some(WorkerEvent::Connection { fd }),
             _ => None, // dropping fd closes the worker's copy
         }
     }
@@ -405,14 +405,9 @@ impl Runtime {
     /// `process.disconnect()` after `disconnect` from the primary, as the worker's last act:
     /// see [`Channel::close_after_peer`]. Call it instead of dropping the runtime, just
     /// before exiting.
-    pub fn close_channel(self) {
+    pub(crate) fn close_channel(self) {
         self.channel
             .close_after_peer(std::time::Duration::from_secs(2));
-    }
-
-    /// Whether the primary asked us to go (so channel EOF is expected).
-    pub fn exited_after_disconnect(&self) -> bool {
-        self.exited_after_disconnect
     }
 }
 

@@ -14,7 +14,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::primary::{Handle, Primary};
+use super::handle::Handle;
+use super::primary::Primary;
 use super::round_robin_handle::{Handoff, NewConnCallback};
 use super::utils;
 use super::worker::{Event, EventBound, ProblemLog};
@@ -81,7 +82,7 @@ impl Primary {
     /// Not Node: Node's primary would wait for them for ever. A worker whose server the
     /// cluster does not manage (`exclusive`, `reusePort`) keeps serving after `disconnect`,
     /// as Node's does, and only a kill ends it.
-    pub fn shutdown(&mut self, grace: Duration) {
+    pub(crate) fn shutdown(&mut self, grace: Duration) {
         for id in self.worker_ids() {
             self.disconnect(id);
         }
@@ -108,7 +109,11 @@ impl Primary {
     /// One turn of the event loop: wait (at most `timeout`) for a channel, a listening socket
     /// or one of the caller's `extra` fds; handle channels first, then accepts. Returns how
     /// the `extra` fds are, in their order.
-    pub fn poll(&mut self, extra: &[(BorrowedFd<'_>, bool)], timeout: Duration) -> Vec<Ready> {
+    pub(crate) fn poll(
+        &mut self,
+        extra: &[(BorrowedFd<'_>, bool)],
+        timeout: Duration,
+    ) -> Vec<Ready> {
         self.watch_owners();
         let mut ready = std::mem::take(&mut self.event_loop.ready);
         self.wait(extra, self.turn_timeout(timeout), &mut ready);

@@ -23,11 +23,11 @@ use super::message::ServerQuery;
 
 /// How many cluster handles one worker may hold at once. Node's own programs hold a few;
 /// a flood of queries must not make the primary run out of file descriptors for everyone.
-pub const MAX_HANDLES_PER_WORKER: usize = 64;
+pub(crate) const MAX_HANDLES_PER_WORKER: usize = 64;
 
 /// What the primary lets workers bind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BindPolicy {
+pub(crate) struct BindPolicy {
     /// Any address and any port, not only loopback ports from 1024 up. Off unless the user
     /// asked for it (the lab's `--bind-any`, or a `--host`/`--port` beyond those).
     pub any: bool,
@@ -38,21 +38,21 @@ pub struct BindPolicy {
 /// What a worker may have the primary bind: an IP address, or a pipe's name (Node's
 /// spelling: a path, or `\0name`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Ip(IpAddr),
     Pipe(String),
 }
 
 /// Why a query was refused: the errno the worker gets, and a line for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     pub errno: Errno,
     pub why: String,
 }
 
 // ANCHOR: check
 /// The address to bind for `q`, or why not. `held` is how many handles the worker holds.
-pub fn check(q: &ServerQuery, policy: &BindPolicy, held: usize) -> Result<IpAddr, Refusal> {
+pub(crate) fn check(q: &ServerQuery, policy: &BindPolicy, held: usize) -> Result<IpAddr, Refusal> {
     let refuse = |errno, why: String| Err(Refusal { errno, why });
     if held >= MAX_HANDLES_PER_WORKER {
         let why = format!("holds {held} servers already, the most one worker may");
@@ -87,7 +87,7 @@ pub fn check(q: &ServerQuery, policy: &BindPolicy, held: usize) -> Result<IpAddr
 /// Whether a pipe may be bound: `name` is what the primary would bind (Node's shortest
 /// form, maybe relative, `\0` first for an abstract name), `absolute` the same place from
 /// `/`. Returns the name to bind.
-pub fn check_pipe(
+pub(crate) fn check_pipe(
     name: &str,
     absolute: &str,
     policy: &BindPolicy,

@@ -191,7 +191,7 @@ impl ServerQuery {
 
 /// A `queryServer` or `listening` message's body: `{index, data, ...serverQuery}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServerMessage {
+pub(crate) struct ServerMessage {
     /// Which listen on this address it is (child.js's `indexes`). `None` only from a peer
     /// that left it out: the key then spells it `undefined`, as JavaScript would.
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "index")]
@@ -207,7 +207,7 @@ pub struct ServerMessage {
 /// A `NODE_CLUSTER` request: the `act` and its fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "act", rename_all = "camelCase")]
-pub enum Act {
+pub(crate) enum Act {
     /// Worker → primary, first thing: the worker is up.
     Online,
     /// Worker → primary: give me a server for this address.
@@ -226,7 +226,7 @@ pub enum Act {
 
 /// The primary's answer to `queryServer`: `{errno, key, ack, data, ...reply}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QueryReply {
+pub(crate) struct QueryReply {
     /// `null` for round robin's success, `0` for a shared handle, `-errno` for a failure.
     pub errno: Option<i32>,
     pub key: String,
@@ -239,7 +239,7 @@ pub struct QueryReply {
 
 impl QueryReply {
     /// A reply without `data` (Node's primary sends `null` unless the first worker gave some).
-    pub fn new(errno: Option<i32>, key: &str, ack: u64, sockname: Option<Sockname>) -> Self {
+    pub(crate) fn new(errno: Option<i32>, key: &str, ack: u64, sockname: Option<Sockname>) -> Self {
         let (key, data) = (key.to_string(), Value::Null);
         Self {
             errno,
@@ -253,7 +253,7 @@ impl QueryReply {
 
 /// `getsockname`'s answer, as Node's `sockname` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sockname {
+pub(crate) struct Sockname {
     pub address: String,
     pub family: String,
     pub port: u16,
@@ -272,21 +272,21 @@ impl From<SocketAddr> for Sockname {
 
 impl Sockname {
     /// Back to an address, if it is one.
-    pub fn to_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn to_addr(&self) -> Option<SocketAddr> {
         Some(SocketAddr::new(self.address.parse().ok()?, self.port))
     }
 }
 
 /// The worker's answer to `newconn`: `{ack, accepted}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     pub ack: u64,
     pub accepted: bool,
 }
 
 /// A bare acknowledgement: the primary's answer to `exitedAfterDisconnect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ack {
+pub(crate) struct Ack {
     pub ack: u64,
 }
 
@@ -340,7 +340,7 @@ impl TryFrom<RawQuery> for ServerQuery {
 }
 
 /// A peer's integer, narrowed to the type we keep it in, or an error naming the field.
-pub fn narrow<T: TryFrom<i64>>(field: &str, v: i64) -> Result<T, String> {
+pub(crate) fn narrow<T: TryFrom<i64>>(field: &str, v: i64) -> Result<T, String> {
     T::try_from(v).map_err(|_| format!("{field} {v} is out of range"))
 }
 

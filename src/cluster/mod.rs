@@ -6,7 +6,7 @@
 //! `node server.js` is a "primary" that simply never forks — which is why chapter 1's servers
 //! bind for themselves.
 
-pub mod child;
+pub(crate) mod child;
 
 // ANCHOR: is_primary
 /// `cluster.isPrimary`: true unless `NODE_UNIQUE_ID` is in the environment
@@ -20,14 +20,15 @@ pub fn is_primary() -> bool {
 pub const NODE_UNIQUE_ID: &str = "NODE_UNIQUE_ID";
 
 mod event_loop;
-pub mod guard;
-pub mod message;
-pub mod path;
-pub mod primary;
-pub mod round_robin_handle;
-pub mod shared_handle;
-pub mod utils;
-pub mod version;
+pub(crate) mod guard;
+mod handle;
+pub(crate) mod message;
+pub(crate) mod path;
+pub(crate) mod primary;
+pub(crate) mod round_robin_handle;
+pub(crate) mod shared_handle;
+pub(crate) mod utils;
+pub(crate) mod version;
 mod worker;
 
 /// `cluster.SCHED_NONE` (1) and `cluster.SCHED_RR` (2).

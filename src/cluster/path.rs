@@ -11,7 +11,7 @@
 
 /// `path.resolve(cwd, p)`: `p` made absolute against `cwd`, with `.`, `..` and repeated or
 /// trailing slashes folded away.
-pub fn resolve(cwd: &str, p: &str) -> String {
+pub(crate) fn resolve(cwd: &str, p: &str) -> String {
     let joined = match p.starts_with('/') {
         true => p.to_string(),
         false => format!("{cwd}/{p}"),
@@ -31,7 +31,7 @@ pub fn resolve(cwd: &str, p: &str) -> String {
 
 /// `path.relative(from, to)`: the way from `from` to `to`, both resolved first; `""` when
 /// they are the same place.
-pub fn relative(from: &str, to: &str) -> String {
+pub(crate) fn relative(from: &str, to: &str) -> String {
     let (from, to) = (resolve("/", from), resolve("/", to));
     let from: Vec<&str> = from.split('/').filter(|s| !s.is_empty()).collect();
     let to: Vec<&str> = to.split('/').filter(|s| !s.is_empty()).collect();
@@ -45,7 +45,7 @@ pub fn relative(from: &str, to: &str) -> String {
 /// The name the primary binds for a pipe: `address` relative to its working directory when
 /// that is not longer (`primary.js` L284–292; JavaScript counts UTF-16 units). A worker's
 /// abstract name (`/cwd/\0name` after its `path.resolve`) comes out as `\0name` here.
-pub fn shortest(address: &str, cwd: &str) -> String {
+pub(crate) fn shortest(address: &str, cwd: &str) -> String {
     let rel = relative(cwd, address);
     match address.encode_utf16().count() < rel.encode_utf16().count() {
         true => address.to_string(),

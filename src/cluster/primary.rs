@@ -21,17 +21,16 @@ use serde_json::Value;
 
 use super::event_loop::EventLoop;
 use super::guard::{self, BindPolicy, Refusal, Target};
+use super::handle::{Added, Handle};
 use super::message::{Accepted, Ack, Act, AddressType, QueryReply, ServerMessage, ServerQuery};
 use super::path;
-use super::round_robin_handle::Handoff;
 use super::round_robin_handle::{NewConnCallback, RoundRobinHandle};
 use super::shared_handle::SharedHandle;
 use super::utils::{self, Callbacks, Internal};
 use super::version::{self, NodeLine};
-pub use super::worker::{Event, Worker};
+pub(crate) use super::worker::{Event, Worker};
 use super::{NODE_UNIQUE_ID, SchedulingPolicy};
 use crate::channel::{Channel, Incoming, WireLog};
-use crate::framing::HandleType;
 use crate::sys;
 use crate::trace;
 use std::rc::Rc;
@@ -39,7 +38,7 @@ use std::rc::Rc;
 /// `cluster.settings`: what to run as a worker. Node runs `process.execPath` with the script
 /// (`exec`) and `args`; we run `exec` with `args`.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub exec: PathBuf,
     pub args: Vec<OsString>,
     /// Extra environment for every worker (`cluster.fork(env)`).
@@ -48,7 +47,7 @@ pub struct Settings {
 
 impl Settings {
     /// Re-run this very program with the same arguments, as Node re-runs the script.
-    pub fn this_program() -> std::io::Result<Self> {
+    pub(crate) fn this_program() -> std::io::Result<Self> {
         Ok(Self {
             exec: std::env::current_exe()?,
             args: std::env::args_os().skip(1).collect(),
@@ -70,89 +69,12 @@ pub enum ForkError {
     },
 }
 
-/// A value of the `handles` map: the socket every worker with that key shares.
-pub(super) enum Handle {
-    RoundRobin(Box<RoundRobinHandle>),
-    Shared(SharedHandle),
-}
-
-/// What adding a worker to a handle gave.
-enum Added {
-    /// Round robin: the primary's address (none for a pipe), and a connection for the
-    /// worker if one waits.
-    RoundRobin {
-        sockname: Option<std::net::SocketAddr>,
-        next: Option<Handoff>,
-    },
-    /// Shared: the bound socket to send.
-    Shared(Rc<std::os::fd::OwnedFd>, HandleType),
-    /// The bind failed.
-    Failed(Errno),
-}
-
-impl Handle {
-    /// `handle.has(worker)` (v22+) / the assert in `add` (v20).
-    fn contains(&self, worker: u32) -> bool {
-        match self {
-            Handle::RoundRobin(h) => h.contains(worker),
-            Handle::Shared(h) => h.contains(worker),
-        }
-    }
-
-    /// `handle.add(worker, ...)`.
-    fn add(&mut self, worker: u32) -> Added {
-        match self {
-            Handle::RoundRobin(h) => {
-                let sockname = h.sockname();
-                let next = h.add(worker);
-                Added::RoundRobin { sockname, next }
-            }
-            Handle::Shared(h) => match h.add(worker) {
-                (None, Some((fd, ty))) => Added::Shared(fd, ty),
-                (errno, _) => Added::Failed(errno.unwrap_or(Errno::EINVAL)),
-            },
-        }
-    }
-
-    /// `handle.data ||= message.data`: the first worker's `data` (TLS ticket keys, say)
-    /// stays the key's; every worker is sent it. Returns what the handle keeps.
-    fn keep_data(&mut self, data: Value) -> Value {
-        let kept = match self {
-            Handle::RoundRobin(h) => &mut h.data,
-            Handle::Shared(h) => &mut h.data,
-        };
-        if is_falsy(kept) {
-            *kept = data;
-        }
-        kept.clone()
-    }
-
-    /// `handle.remove(worker)`: true when it was the last worker (the key goes then).
-    pub(super) fn remove(&mut self, worker: u32) -> bool {
-        match self {
-            Handle::RoundRobin(h) => h.remove(worker),
-            Handle::Shared(h) => h.remove(worker),
-        }
-    }
-}
-
-/// JavaScript's falsy values, as JSON has them.
-fn is_falsy(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    }
-}
-
 /// How many `newconn` replies may be outstanding at once, over all workers. Round robin
 /// gives a worker one connection at a time, so this is far above what honest workers reach.
 const MAX_CALLBACKS: usize = 65_536;
 
 /// The cluster primary.
-pub struct Primary {
+pub(crate) struct Primary {
     settings: Settings,
     /// Frozen at creation, as `setupPrimary` freezes `cluster.schedulingPolicy`.
     policy: SchedulingPolicy,
@@ -175,7 +97,7 @@ pub struct Primary {
 
 impl Primary {
     /// `cluster.setupPrimary(settings)` with a policy.
-    pub fn new(settings: Settings, policy: SchedulingPolicy) -> Self {
+    pub(crate) fn new(settings: Settings, policy: SchedulingPolicy) -> Self {
         Self {
             settings,
             policy,
@@ -193,31 +115,26 @@ impl Primary {
 
     /// Follow another Node's `primary.js` (and tell the workers, so ours follow its
     /// `child.js`). Call before forking.
-    pub fn set_node(&mut self, node: NodeLine) {
+    pub(crate) fn set_node(&mut self, node: NodeLine) {
         self.node = node;
     }
 
     /// The Node this primary follows.
-    pub fn node(&self) -> NodeLine {
+    pub(crate) fn node(&self) -> NodeLine {
         self.node
     }
 
     /// What workers may bind: beyond loopback ports from 1024 up (if the user asked for it),
     /// and socket files in which directories.
-    pub fn set_bind_policy(&mut self, policy: BindPolicy) {
+    pub(crate) fn set_bind_policy(&mut self, policy: BindPolicy) {
         self.bind_policy = policy;
     }
 
     /// Keep every message on every channel forked from now on, in the order the primary
     /// saw them (the source of chapter 8's sequence diagram).
-    pub fn record_wire(&mut self) -> WireLog {
+    pub(crate) fn record_wire(&mut self) -> WireLog {
         let log = self.wire_log.get_or_insert_with(WireLog::default);
         log.clone()
-    }
-
-    /// The policy in force.
-    pub fn policy(&self) -> SchedulingPolicy {
-        self.policy
     }
 
     // ANCHOR: fork
@@ -280,14 +197,14 @@ impl Primary {
     // ANCHOR_END: remove_handles_for_worker
 
     /// `cluster.fork()`: the next id, a worker process for it.
-    pub fn fork(&mut self) -> Result<u32, ForkError> {
+    pub(crate) fn fork(&mut self) -> Result<u32, ForkError> {
         let settings = self.settings.clone();
         self.fork_with(&settings)
     }
 
     /// `fork()` running another program as the worker (a real `node worker.js`, say) with the
     /// same environment and channel Node would give it.
-    pub fn fork_with(&mut self, settings: &Settings) -> Result<u32, ForkError> {
+    pub(crate) fn fork_with(&mut self, settings: &Settings) -> Result<u32, ForkError> {
         let id = self.next_id;
         self.next_id += 1;
         trace::step(&format!(
@@ -301,7 +218,7 @@ impl Primary {
     // ANCHOR: disconnect
     /// `Worker.prototype.disconnect`: tell the worker to close its servers and go; forget its
     /// handles at once.
-    pub fn disconnect(&mut self, id: u32) {
+    pub(crate) fn disconnect(&mut self, id: u32) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };

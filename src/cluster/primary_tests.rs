@@ -1,6 +1,7 @@
 //! The key's spelling, checked against what JavaScript's template string gives.
 
 use super::*;
+use crate::cluster::handle::is_falsy;
 use serde_json::json;
 
 fn query(msg: Value) -> ServerMessage {

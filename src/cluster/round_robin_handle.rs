@@ -27,14 +27,14 @@ use crate::pipe_wrap::Libuv;
 
 /// A connection to give to a worker: the primary sends it as `newconn` + fd.
 #[derive(Debug)]
-pub struct Handoff {
+pub(crate) struct Handoff {
     pub worker: u32,
     pub conn: OwnedFd,
 }
 
 /// What `handoff`'s callback needs when the worker's `{accepted}` comes back.
 #[derive(Debug)]
-pub struct NewConnCallback {
+pub(crate) struct NewConnCallback {
     pub worker: u32,
     /// The handle's key (shared, not copied: one callback per connection).
     pub key: Rc<str>,
@@ -48,7 +48,7 @@ pub struct NewConnCallback {
 /// `seq`, so per connection only that number is written: no JSON is built. (Node builds the
 /// object each time; the bytes on the wire are the same.)
 #[derive(Debug)]
-pub struct NewConnLine {
+pub(crate) struct NewConnLine {
     /// `{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn","key":"K","seq":`
     head: Vec<u8>,
 }
@@ -67,7 +67,7 @@ impl NewConnLine {
     }
 
     /// The whole line for one connection (without its `\n`).
-    pub fn line(&self, seq: u64) -> Vec<u8> {
+    pub(crate) fn line(&self, seq: u64) -> Vec<u8> {
         use std::io::Write as _;
         let mut line = Vec::with_capacity(self.head.len() + 24);
         line.extend_from_slice(&self.head);
@@ -79,7 +79,7 @@ impl NewConnLine {
 
 /// The primary's listening socket for one key, and who shares it.
 #[derive(Debug)]
-pub struct RoundRobinHandle {
+pub(crate) struct RoundRobinHandle {
     pub key: Rc<str>,
     /// `handle.data`: the first worker's `data`, sent to every worker (set by the primary).
     pub data: serde_json::Value,
@@ -107,7 +107,12 @@ impl RoundRobinHandle {
     /// listen of chapter 1), whose handle is then kept for accepting. Bind errors come back
     /// as the errno the primary will send to the worker. No address (a worker's `listen(port)`)
     /// is `::`, or `0.0.0.0` without IPv6 ([`crate::net::no_host_address`]).
-    pub fn new(key: &str, address: Option<IpAddr>, port: u16, backlog: i32) -> Result<Self, Errno> {
+    pub(crate) fn new(
+        key: &str,
+        address: Option<IpAddr>,
+        port: u16,
+        backlog: i32,
+    ) -> Result<Self, Errno> {
         let mut server = Server::new("primary");
         let sockname = match address {
             Some(address) => server.listen2(address, port, backlog),
@@ -122,7 +127,12 @@ impl RoundRobinHandle {
     /// The constructor for a pipe: `server.listen({ path, backlog, readableAll, writableAll })`
     /// in the primary, with what the worker's query says, so the primary binds the socket
     /// file, listens, and (round robin only) applies `readableAll`/`writableAll`.
-    pub fn new_pipe(key: &str, path: &str, q: &ServerQuery, libuv: Libuv) -> Result<Self, Errno> {
+    pub(crate) fn new_pipe(
+        key: &str,
+        path: &str,
+        q: &ServerQuery,
+        libuv: Libuv,
+    ) -> Result<Self, Errno> {
         let mut opts = PipeOptions::new(path);
         opts.backlog = q.backlog.unwrap_or(0);
         opts.readable_all = q.readable_all == Some(true);
@@ -154,24 +164,24 @@ impl RoundRobinHandle {
     }
 
     /// This handle's number (see the field).
-    pub fn serial(&self) -> u64 {
+    pub(crate) fn serial(&self) -> u64 {
         self.serial
     }
 
     /// The listening socket, for the primary's accept loop.
-    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.server.listening_fd()
     }
 
     /// `sockname` in the reply: what `getsockname` says of the primary's socket (TCP).
-    pub fn sockname(&self) -> Option<SocketAddr> {
+    pub(crate) fn sockname(&self) -> Option<SocketAddr> {
         self.sockname
     }
 
     // ANCHOR: add
     /// `add(worker, send)`: remember the worker; the reply carries our address. Then
     /// `handoff(worker)` so the new worker takes a waiting connection or joins the idle queue.
-    pub fn add(&mut self, worker: u32) -> Option<Handoff> {
+    pub(crate) fn add(&mut self, worker: u32) -> Option<Handoff> {
         assert!(!self.all.contains(&worker), "worker added twice");
         self.all.push(worker);
         self.handoff(worker)
@@ -181,7 +191,7 @@ impl RoundRobinHandle {
     // ANCHOR: remove
     /// `remove(worker)`: true when it was the last user; then queued connections are closed
     /// and so is the listening socket, and the primary forgets the key.
-    pub fn remove(&mut self, worker: u32) -> bool {
+    pub(crate) fn remove(&mut self, worker: u32) -> bool {
         let Some(i) = self.all.iter().position(|&w| w == worker) else {
             return false;
         };
@@ -198,7 +208,7 @@ impl RoundRobinHandle {
 
     // ANCHOR: distribute
     /// `distribute(err, handle)`: queue the connection, and wake the first idle worker.
-    pub fn distribute(&mut self, conn: OwnedFd) -> Option<Handoff> {
+    pub(crate) fn distribute(&mut self, conn: OwnedFd) -> Option<Handoff> {
         self.handles.push_back(conn);
         let worker = self.free.pop_front()?;
         self.handoff(worker)
@@ -206,7 +216,7 @@ impl RoundRobinHandle {
 
     /// `handoff(worker)`: give the worker the oldest waiting connection, or put it back in the
     /// idle queue if there is none.
-    pub fn handoff(&mut self, worker: u32) -> Option<Handoff> {
+    pub(crate) fn handoff(&mut self, worker: u32) -> Option<Handoff> {
         if !self.all.contains(&worker) {
             return None; // the worker is closing, or has closed, the server
         }
@@ -222,7 +232,12 @@ impl RoundRobinHandle {
     /// The worker's `{accepted}` answer to a `newconn`: close our copy if it took the
     /// connection, re-queue it for someone else if not. Either way the worker is free again.
     /// At most two hand-offs follow: the refused connection's, and this worker's next one.
-    pub fn on_reply(&mut self, worker: u32, conn: OwnedFd, accepted: bool) -> [Option<Handoff>; 2] {
+    pub(crate) fn on_reply(
+        &mut self,
+        worker: u32,
+        conn: OwnedFd,
+        accepted: bool,
+    ) -> [Option<Handoff>; 2] {
         let refused = match accepted {
             true => {
                 drop(conn); // close(2): the worker has its own copy now
@@ -235,7 +250,7 @@ impl RoundRobinHandle {
     // ANCHOR_END: on_reply
 
     /// Whether the worker uses this handle.
-    pub fn contains(&self, worker: u32) -> bool {
+    pub(crate) fn contains(&self, worker: u32) -> bool {
         self.all.contains(&worker)
     }
 }

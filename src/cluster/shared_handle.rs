@@ -20,8 +20,14 @@ use crate::sys::{self, Transport};
 
 /// One bound socket for one key, sent to every worker that asks.
 #[derive(Debug)]
-pub struct SharedHandle {
-    pub key: String,
+pub(crate) struct SharedHandle {
+    /// `this.key` ([`shared_handle.js` L14](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/shared_handle.js#L14)):
+    /// kept as Node keeps it, and, as in Node, read by nobody.
+    #[expect(
+        dead_code,
+        reason = "mirrors Node's this.key, which Node never reads either"
+    )]
+    key: String,
     /// `handle.data`: the first worker's `data`, sent to every worker (set by the primary).
     pub data: serde_json::Value,
     workers: Vec<u32>,
@@ -40,7 +46,7 @@ impl SharedHandle {
     /// The constructor: `net._createServerHandle` (TCP: socket, SO_REUSEADDR, bind — no listen;
     /// with no address, `::` or else `0.0.0.0`) or `dgram._createSocketHandle` (UDP: socket,
     /// bind; a UDP query always has an address, which the worker looked up).
-    pub fn new(key: &str, address: Option<IpAddr>, port: u16, udp: bool) -> Self {
+    pub(crate) fn new(key: &str, address: Option<IpAddr>, port: u16, udp: bool) -> Self {
         let any = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
         let (result, handle_type) = match (udp, address) {
             (true, address) => {
@@ -68,7 +74,7 @@ impl SharedHandle {
     /// The constructor for a pipe: `net._createServerHandle(path, -1, -1)`, a bound `Pipe`,
     /// sent as `net.Native`. No delayed error here: a path in use fails at once. Nor
     /// `readableAll`/`writableAll`: `SharedHandle` does not pass them on.
-    pub fn new_pipe(key: &str, path: &str, libuv: Libuv) -> Self {
+    pub(crate) fn new_pipe(key: &str, path: &str, libuv: Libuv) -> Self {
         let (handle, errno, file) = match net::create_pipe_handle(path, libuv) {
             Ok(h) => {
                 let (fd, file) = h.into_parts();
@@ -100,7 +106,10 @@ impl SharedHandle {
 
     // ANCHOR: add
     /// `add(worker, send)`: every worker gets the errno and the same socket.
-    pub fn add(&mut self, worker: u32) -> (Option<Errno>, Option<(Rc<OwnedFd>, HandleType)>) {
+    pub(crate) fn add(
+        &mut self,
+        worker: u32,
+    ) -> (Option<Errno>, Option<(Rc<OwnedFd>, HandleType)>) {
         assert!(!self.workers.contains(&worker), "worker added twice");
         self.workers.push(worker);
         let handle = self.handle.clone().map(|h| (h, self.handle_type));
@@ -109,12 +118,12 @@ impl SharedHandle {
     // ANCHOR_END: add
 
     /// Whether the worker uses this handle.
-    pub fn contains(&self, worker: u32) -> bool {
+    pub(crate) fn contains(&self, worker: u32) -> bool {
         self.workers.contains(&worker)
     }
 
     /// `remove(worker)`: true when it was the last one; the socket is closed then.
-    pub fn remove(&mut self, worker: u32) -> bool {
+    pub(crate) fn remove(&mut self, worker: u32) -> bool {
         let Some(i) = self.workers.iter().position(|&w| w == worker) else {
             return false;
         };

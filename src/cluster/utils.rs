@@ -31,26 +31,26 @@ struct Envelope<'a, T> {
 // ANCHOR: envelope
 /// `sendHelper`'s message: the envelope around `message`, with the next `seq`. Returns the
 /// message and the seq it took (a reply to it will carry that number in `ack`).
-pub fn envelope<T: Serialize>(message: &T) -> (Value, u64) {
+pub(crate) fn envelope<T: Serialize>(message: &T) -> (Value, u64) {
     let seq = next_seq();
     (with_seq(message, seq), seq)
 }
 // ANCHOR_END: envelope
 
 /// The envelope with a given `seq` (for a line rendered once and reused).
-pub fn with_seq<T: Serialize>(message: &T, seq: u64) -> Value {
+pub(crate) fn with_seq<T: Serialize>(message: &T, seq: u64) -> Value {
     let cmd = "NODE_CLUSTER";
     serde_json::to_value(Envelope { cmd, message, seq })
         .expect("a message type always serializes to a JSON object")
 }
 
 /// A key (or a path) fit for a trace line: an abstract socket's leading NUL shown as `\0`.
-pub fn printable(key: &str) -> String {
+pub(crate) fn printable(key: &str) -> String {
     key.replace('\0', "\\0")
 }
 
 /// Take the next `seq` of this process (for a message rendered without [`envelope`]).
-pub fn next_seq() -> u64 {
+pub(crate) fn next_seq() -> u64 {
     SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -58,14 +58,14 @@ pub fn next_seq() -> u64 {
 /// Node keeps a bare `Map`; ours has a bound, because in the primary its entries are created
 /// for workers, and a worker that never answers must not grow it forever.
 #[derive(Debug)]
-pub struct Callbacks<T> {
+pub(crate) struct Callbacks<T> {
     map: HashMap<u64, T>,
     limit: usize,
 }
 
 impl<T> Callbacks<T> {
     /// A table that holds at most `limit` callbacks at once.
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             map: HashMap::new(),
             limit,
@@ -73,7 +73,7 @@ impl<T> Callbacks<T> {
     }
 
     /// Remember `cb` for the reply to `seq`. `Err(cb)` when the table is full.
-    pub fn insert(&mut self, seq: u64, cb: T) -> Result<(), T> {
+    pub(crate) fn insert(&mut self, seq: u64, cb: T) -> Result<(), T> {
         if self.map.len() >= self.limit {
             return Err(cb);
         }
@@ -82,29 +82,19 @@ impl<T> Callbacks<T> {
     }
 
     /// The callback for `ack`, removed from the table (each reply is used once).
-    pub fn take(&mut self, ack: u64) -> Option<T> {
+    pub(crate) fn take(&mut self, ack: u64) -> Option<T> {
         self.map.remove(&ack)
     }
 
     /// Keep only the callbacks `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         self.map.retain(|_, cb| keep(cb));
-    }
-
-    /// How many callbacks wait.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether none wait.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 
 /// What `internal()` found in a message.
 #[derive(Debug)]
-pub enum Internal<T> {
+pub(crate) enum Internal<T> {
     /// Not a `NODE_` message: the user's (`process.send`), for the `'message'` event.
     User,
     /// A `NODE_` message other than `NODE_CLUSTER`: `internal()` ignores it.
@@ -123,7 +113,7 @@ pub enum Internal<T> {
 
 /// Why a request could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
+pub(crate) enum RequestError {
     /// `methodMessageMapping` has no such method: Node ignores it.
     #[error("an unknown act {0:?}")]
     UnknownAct(String),
@@ -160,7 +150,7 @@ fn request(msg: &Value) -> Result<Act, RequestError> {
 // ANCHOR: internal
 /// `internal(worker, cb)`: a `NODE_CLUSTER` message with an `ack` goes to the callback that
 /// waits for it; any other goes to `onmessage`, which dispatches on `act`.
-pub fn internal<T>(callbacks: &mut Callbacks<T>, msg: &Value) -> Internal<T> {
+pub(crate) fn internal<T>(callbacks: &mut Callbacks<T>, msg: &Value) -> Internal<T> {
     let cmd = msg.get("cmd").and_then(Value::as_str).unwrap_or("");
     if !is_internal(cmd) {
         return Internal::User;
@@ -260,6 +250,5 @@ mod tests {
         let mut cbs = Callbacks::new(1);
         assert!(cbs.insert(1, ()).is_ok());
         assert!(cbs.insert(2, ()).is_err());
-        assert_eq!(cbs.len(), 1);
     }
 }

@@ -13,7 +13,7 @@ use crate::pipe_wrap::Libuv;
 
 /// A Node release line the mirror can follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub enum NodeLine {
+pub(crate) enum NodeLine {
     /// v20 (end of life April 2026): the article's Node.
     V20,
     /// v22 "Jod" (LTS).
@@ -27,11 +27,11 @@ pub enum NodeLine {
 
 /// The variable the primary sets for its workers, so our worker follows the same Node as
 /// our primary. (Not Node's: a Node worker is simply the Node it is.)
-pub const ENV: &str = "CLUSTER_WALKTHROUGH_NODE";
+pub(crate) const ENV: &str = "CLUSTER_WALKTHROUGH_NODE";
 
 impl NodeLine {
     /// From a major version number: 20, 22, 24 or 26.
-    pub fn from_major(major: u32) -> Option<Self> {
+    pub(crate) fn from_major(major: u32) -> Option<Self> {
         match major {
             20 => Some(NodeLine::V20),
             22 => Some(NodeLine::V22),
@@ -42,7 +42,7 @@ impl NodeLine {
     }
 
     /// The major version number.
-    pub fn major(self) -> u32 {
+    pub(crate) fn major(self) -> u32 {
         match self {
             NodeLine::V20 => 20,
             NodeLine::V22 => 22,
@@ -52,7 +52,7 @@ impl NodeLine {
     }
 
     /// The line this process follows: what our primary wrote in [`ENV`], else the default.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         std::env::var(ENV)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -65,7 +65,7 @@ impl NodeLine {
     /// ([primary.js L273 at v20.20.2](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L273));
     /// v22+ only for port 0
     /// ([L273–274 at v24.22.3](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/primary.js#L273-L274)).
-    pub fn key_has_index(self, port: Port) -> bool {
+    pub(crate) fn key_has_index(self, port: Port) -> bool {
         self == NodeLine::V20 || port == Port::Number(0)
     }
     // ANCHOR_END: key_index
@@ -75,14 +75,14 @@ impl NodeLine {
     /// any cached handle (its key has the index, so an honest worker never asks twice);
     /// v22+ reuses it only for a worker it does not hold yet, and otherwise builds a fresh
     /// one ([L275–279 at v24.22.3](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/primary.js#L275-L279)).
-    pub fn reuses_handle(self, worker_holds_it: bool) -> bool {
+    pub(crate) fn reuses_handle(self, worker_holds_it: bool) -> bool {
         self == NodeLine::V20 || !worker_holds_it
     }
     // ANCHOR_END: reuse_handle
 
     /// The libuv this line ships, as far as pipes go: 1.46 in v20, 1.51 in 22.23.5, 1.52 in
     /// 24.22.3 and 26.12.1 (`process.versions.uv`). See [`Libuv`] for what differs.
-    pub fn libuv(self) -> Libuv {
+    pub(crate) fn libuv(self) -> Libuv {
         match self {
             NodeLine::V20 => Libuv::V1_46,
             _ => Libuv::V1_51,
@@ -90,7 +90,7 @@ impl NodeLine {
     }
 
     /// Whether `listen({ reusePort: true })` exists (22.23.5 and later lines; not v20).
-    pub fn has_reuse_port(self) -> bool {
+    pub(crate) fn has_reuse_port(self) -> bool {
         self != NodeLine::V20
     }
 }

@@ -19,7 +19,7 @@ use crate::sys;
 use crate::trace;
 
 /// The primary's view of one worker (`Worker` in `lib/internal/cluster/worker.js`).
-pub struct Worker {
+pub(crate) struct Worker {
     pub id: u32,
     pub pid: u32,
     pub(crate) child: Child,
@@ -33,7 +33,7 @@ pub struct Worker {
 /// What a worker did, as the primary saw it, in that order: the events Node emits on
 /// `cluster` and on the worker.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub(crate) enum Event {
     Online {
         id: u32,
     },
@@ -65,49 +65,37 @@ pub enum Event {
 
 impl Primary {
     /// The pid of a worker, if it is still known.
-    pub fn pid(&self, id: u32) -> Option<u32> {
+    pub(crate) fn pid(&self, id: u32) -> Option<u32> {
         self.workers.get(&id).map(|w| w.pid)
     }
 
     /// The ids of the workers still known to the primary.
-    pub fn worker_ids(&self) -> Vec<u32> {
+    pub(crate) fn worker_ids(&self) -> Vec<u32> {
         self.workers.keys().copied().collect()
     }
 
     /// Whether any worker is still running or connected.
-    pub fn has_workers(&self) -> bool {
+    pub(crate) fn has_workers(&self) -> bool {
         !self.workers.is_empty()
     }
 
     /// The next thing that happened, if any.
-    pub fn next_event(&mut self) -> Option<Event> {
+    pub(crate) fn next_event(&mut self) -> Option<Event> {
         let ev = self.events.pop_front()?;
         self.event_loop.events.taken();
         Some(ev)
     }
 
-    /// How many events were dropped because nobody read them (see [`EventBound`]).
-    pub fn dropped_events(&self) -> u64 {
-        self.event_loop.events.dropped
-    }
-
     /// Send a signal to a worker (`worker.process.kill(signal)`).
-    pub fn kill(&mut self, id: u32, signal: sys::Signal) {
+    pub(crate) fn kill(&mut self, id: u32, signal: sys::Signal) {
         if let Some(w) = self.workers.get(&id) {
             trace::step(&format!("kill worker {id} (pid {}) with {signal:?}", w.pid));
             sys::kill(w.pid, signal);
         }
     }
 
-    /// Send a user message to a worker (`worker.send(msg)`).
-    pub fn send_user(&mut self, id: u32, msg: Value) {
-        if let Some(ch) = self.channel(id) {
-            ch.send(msg);
-        }
-    }
-
     /// SIGKILL and reap every worker still there (also what `Drop` does).
-    pub fn kill_all(&mut self) {
+    pub(crate) fn kill_all(&mut self) {
         for w in self.workers.values_mut() {
             if !w.exited {
                 let _ = w.child.kill();
@@ -121,14 +109,14 @@ impl Primary {
 
 /// How long a primary that goes away gives its workers to leave on their own, after closing
 /// their channels, before it kills them.
-pub const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Primary {
     /// What the end of the primary means to its workers, done before it ends: every channel
     /// closes (the end of file a Node worker leaves on: `'disconnect'`, then `exit(0)` with
     /// its `'exit'` handlers), then at most `grace` for them to exit; the rest are killed.
     /// Every worker is reaped.
-    pub fn leave(&mut self, grace: std::time::Duration) {
+    pub(crate) fn leave(&mut self, grace: std::time::Duration) {
         for w in self.workers.values_mut() {
             w.channel = None; // close(2): the worker's EOF
         }
@@ -160,7 +148,7 @@ impl Drop for Primary {
 
 // ANCHOR: problem_log
 /// How many problems of one kind from one worker are shown; the rest are only counted.
-pub const PROBLEMS_SHOWN: u64 = 5;
+pub(super) const PROBLEMS_SHOWN: u64 = 5;
 /// How many kinds of problem are told apart per worker; further kinds share one count.
 const PROBLEM_KINDS: usize = 16;
 /// The longest problem text kept, in bytes (a peer's line may be 1 MiB); longer ones are cut.
@@ -279,9 +267,9 @@ fn cut(mut text: String, max: usize) -> String {
 // ANCHOR: event_bound
 /// The most events the primary keeps for a program that does not read them
 /// ([`Primary::next_event`]), ...
-pub const MAX_EVENTS: usize = 10_000;
+pub(super) const MAX_EVENTS: usize = 10_000;
 /// ... and the most bytes they may take, a message counted by its size as text.
-pub const MAX_EVENT_BYTES: usize = 16 << 20;
+pub(super) const MAX_EVENT_BYTES: usize = 16 << 20;
 
 /// The bound on the event queue. A program that reads its events as they come (the lab does,
 /// after every turn) never meets it. When the queue is full, new messages, problems,

@@ -3,7 +3,7 @@
 //! (or UDP) naming itself, and reports to the primary with ordinary user messages.
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,11 @@ use crate::pipe_wrap::PipeHandle;
 use crate::sys::{self, Transport};
 use crate::tcp_wrap::TcpHandle;
 use crate::trace;
+
+mod kinds;
+mod watched;
+
+use watched::{CHANNEL, SLOT, Watched, conn_token};
 
 /// The worker's part of the configuration, handed over in [`WORKER_ENV`] as JSON.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -101,100 +106,6 @@ struct LabWorker {
     response: Vec<u8>,
     /// What the worker waits on, registered once per fd (see [`Watched`]).
     watched: Watched,
-}
-
-/// The token of the channel in the worker's epoll set; a listening socket's is
-/// `SLOT + its slot`, a connection's `CONN + its fd`.
-const CHANNEL: u64 = 0;
-const SLOT: u64 = 1;
-const CONN: u64 = 1 << 32;
-
-/// The worker's epoll set and what is in it. As libuv's loop does, each fd is registered
-/// once, changed only when what we wait for changes (the channel wants `EPOLLOUT` while it
-/// has bytes queued), and removed before it is closed (a connection from the primary, or a
-/// shared listening socket, lives on in another process, and epoll would go on reporting
-/// it). The changes are applied just before each wait, as `uv__io_poll` applies its
-/// watcher queue.
-struct Watched {
-    epoll: sys::Epoll,
-    /// `Some(wants_write)` once the channel is registered.
-    channel: Option<bool>,
-    /// Which slots' sockets are registered, by slot.
-    slots: Vec<bool>,
-    /// What the last wait said: allocated once, reused every turn.
-    ready: Vec<sys::Ready>,
-}
-
-impl Watched {
-    /// A new epoll instance, with nothing in it yet.
-    fn new() -> Result<Self, Errno> {
-        Ok(Self {
-            epoll: sys::Epoll::new()?,
-            channel: None,
-            slots: Vec::new(),
-            ready: Vec::new(),
-        })
-    }
-
-    /// Register `fd` under `token`. A failure leaves it unregistered, to be tried next turn.
-    fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> bool {
-        self.epoll.add(fd, token, writable).is_ok()
-    }
-
-    /// Tell epoll the channel's interest, if it changed since the last turn.
-    fn channel(&mut self, fd: BorrowedFd<'_>, wants_write: bool) {
-        let ok = match self.channel {
-            Some(w) if w == wants_write => return,
-            Some(_) => self.epoll.modify(fd, CHANNEL, wants_write).is_ok(),
-            None => self.add(fd, CHANNEL, wants_write),
-        };
-        if ok {
-            self.channel = Some(wants_write);
-        }
-    }
-
-    /// Register slot `s`'s socket, the first time it has one.
-    fn slot(&mut self, s: usize, fd: BorrowedFd<'_>) {
-        if self.slots.len() <= s {
-            self.slots.resize(s + 1, false);
-        }
-        if !self.slots[s] {
-            self.slots[s] = self.add(fd, SLOT + s as u64, false);
-        }
-    }
-
-    /// Register a connection.
-    fn conn(&self, conn: &http::Conn) {
-        let _ = self.add(conn.fd.as_fd(), conn_token(conn), false);
-    }
-
-    /// Remove a connection before it closes.
-    fn forget(&self, conn: &http::Conn) {
-        let _ = self.epoll.delete(conn.fd.as_fd());
-    }
-
-    /// Wait for the next event (at most `timeout`). An error reads as "nothing ready".
-    fn wait(&mut self, timeout: Duration) {
-        if self.epoll.wait(timeout, &mut self.ready).is_err() {
-            self.ready.clear();
-        }
-    }
-
-    /// Whether the last wait found `token` readable.
-    fn readable(&self, token: u64) -> bool {
-        self.ready.iter().any(|r| r.token == token && r.readable)
-    }
-
-    /// What the last wait said about `token`.
-    fn get(&self, token: u64) -> sys::Ready {
-        let found = self.ready.iter().find(|r| r.token == token);
-        found.copied().unwrap_or_default()
-    }
-}
-
-/// A connection's token: its fd is unique among our open fds.
-fn conn_token(conn: &http::Conn) -> u64 {
-    CONN + u64::try_from(conn.fd.as_raw_fd()).unwrap_or(0)
 }
 
 /// The longest a worker waits before it looks around again.
@@ -349,76 +260,6 @@ impl LabWorker {
     }
     // ANCHOR_END: worker_listen
 
-    /// `server.listen({ path, readableAll, writableAll, exclusive })`: as for a port, done
-    /// here (`exclusive`) or a question for the primary.
-    fn listen_pipe(&mut self, i: usize, path: &str) -> Result<(), NetError> {
-        let mut server = Server::new(&format!("server {}", i + 1));
-        let mut opts = PipeOptions::new(path);
-        opts.exclusive = self.plan.exclusive;
-        opts.readable_all = self.plan.readable_all;
-        opts.writable_all = self.plan.writable_all;
-        opts.libuv = NodeLine::from_env().libuv();
-        trace::step(&format!(
-            "{}: listen({{ path: {path:?}{} }})",
-            server.name,
-            if opts.exclusive {
-                ", exclusive: true"
-            } else {
-                ""
-            }
-        ));
-        match server.listen_pipe(&opts) {
-            ListenStep::Listening(addr) => {
-                trace::ok(&format!("{} listening on {addr}", server.name))
-            }
-            ListenStep::Failed(e) => {
-                self.slots.push(Slot::Tcp(server));
-                return Err(e);
-            }
-            ListenStep::AskPrimary(q) => {
-                self.pending += 1;
-                if let Some(rt) = self.rt.as_mut() {
-                    rt.get_server(i, &q);
-                }
-            }
-        }
-        self.slots.push(Slot::Tcp(server));
-        Ok(())
-    }
-
-    /// `dgram.createSocket('udp4').bind(port, host)`: UDP always goes through the primary
-    /// (unless exclusive), and always gets the shared socket.
-    fn bind_udp(&mut self, i: usize) -> Result<(), NetError> {
-        let host = self.plan.host;
-        let port = self.plan.port;
-        trace::step(&format!(
-            "socket {}: bind({{ port: {port}, address: '{host}', exclusive: {} }})",
-            i + 1,
-            self.plan.exclusive
-        ));
-        if self.plan.exclusive {
-            let bound = sys::socket(host, Transport::Udp)
-                .and_then(|fd| sys::bind(fd.as_fd(), SocketAddr::new(host, port)).map(|_| fd));
-            let (slot, result) = match bound {
-                Ok(fd) => (Slot::Udp(Some(fd)), Ok(())),
-                Err(e) => (
-                    Slot::Udp(None),
-                    Err(NetError::plain("bind", e, Some(&host.to_string()), port)),
-                ),
-            };
-            self.slots.push(slot);
-            return result;
-        }
-        let address = Some(host.to_string());
-        let q = net::ServerQuery::ip(address, port, AddressType::udp_for(host), Some(-1), None);
-        self.pending += 1;
-        if let Some(rt) = self.rt.as_mut() {
-            rt.get_server(i, &q);
-        }
-        self.slots.push(Slot::Udp(None));
-        Ok(())
-    }
-
     /// One turn of the worker's loop. `Ok(false)`: time to exit 0.
     fn turn(&mut self) -> Result<bool, NetError> {
         if !self.watch() {
@@ -531,10 +372,10 @@ impl LabWorker {
         for ev in events {
             match ev {
                 WorkerEvent::Server { slot, key, result } => self.on_server(slot, &key, result)?,
-                WorkerEvent::Connection { fd, .. } => self.take(http::Conn::new(fd)),
+                WorkerEvent::Connection { fd } => self.take(http::Conn::new(fd)),
                 WorkerEvent::Disconnect => return Ok(self.on_disconnect()),
                 WorkerEvent::PrimaryGone => return Ok(false),
-                WorkerEvent::Message(_) => {}
+                WorkerEvent::Message(m) => trace::step(&format!("a message from the primary: {m}")),
             }
         }
         Ok(true)
@@ -610,10 +451,10 @@ impl LabWorker {
                 let fake = net::FakeHandle { key, sockname };
                 (None, Some(ServerHandle::RoundRobin(fake)))
             }
-            Ok(GotHandle::Shared(fd, _)) if self.plan.udp => {
+            Ok(GotHandle::Shared(fd)) if self.plan.udp => {
                 return self.on_udp_socket(slot, key, fd);
             }
-            Ok(GotHandle::Shared(fd, _)) => {
+            Ok(GotHandle::Shared(fd)) => {
                 trace::step(&format!(
                     "shared(): the primary's socket arrived as fd {}",
                     fd.as_raw_fd()
@@ -633,70 +474,6 @@ impl LabWorker {
         self.listen_next()
     }
     // ANCHOR_END: on_server
-
-    /// The primary's answer for a pipe, through `listenOnPrimaryHandle`: the fake handle
-    /// (round robin) or the primary's bound `Pipe` (`SCHED_NONE`).
-    fn on_pipe_server(
-        &mut self,
-        slot: usize,
-        key: &str,
-        path: &str,
-        result: Result<GotHandle, Errno>,
-    ) -> Result<(), NetError> {
-        let (errno, handle) = match result {
-            Err(e) => (Some(e), None),
-            Ok(GotHandle::RoundRobin { key, sockname }) => {
-                let shown = crate::cluster::utils::printable(&key);
-                trace::step(&format!(
-                    "rr(): a fake handle for {shown} (no socket in this process)"
-                ));
-                (
-                    None,
-                    Some(ServerHandle::RoundRobin(net::FakeHandle { key, sockname })),
-                )
-            }
-            Ok(GotHandle::Shared(fd, _)) => {
-                let raw = fd.as_raw_fd();
-                trace::step(&format!("shared(): the primary's pipe arrived as fd {raw}"));
-                (None, Some(ServerHandle::Pipe(PipeHandle::open(fd))))
-            }
-        };
-        let Some(Slot::Tcp(server)) = self.slots.get_mut(slot) else {
-            return Ok(());
-        };
-        net::listen_pipe_on_primary_handle(server, errno, handle, path, 0)?;
-        trace::ok(&format!(
-            "{} listening on {}",
-            server.name,
-            net::Address::Pipe(path.into())
-        ));
-        if let Some(rt) = self.rt.as_mut() {
-            rt.send_listening(key, Port::Pipe);
-        }
-        self.listen_next()
-    }
-
-    fn on_udp_socket(&mut self, slot: usize, key: &str, fd: OwnedFd) -> Result<(), NetError> {
-        let host = self.plan.host;
-        trace::step(&format!(
-            "shared(): the primary's UDP socket arrived as fd {}",
-            fd.as_raw_fd()
-        ));
-        let _ = sys::set_reuseaddr(fd.as_fd());
-        let port = sys::getsockname(fd.as_fd()).map(|a| a.port()).unwrap_or(0);
-        trace::ok(&format!(
-            "socket {} bound to {}",
-            slot + 1,
-            SocketAddr::new(host, port)
-        ));
-        if let Some(s) = self.slots.get_mut(slot) {
-            *s = Slot::Udp(Some(fd));
-        }
-        if let Some(rt) = self.rt.as_mut() {
-            rt.send_listening(key, Port::Number(port));
-        }
-        self.listen_next()
-    }
 
     /// A listening socket of ours is readable: accept (TCP) or answer a datagram (UDP).
     fn on_listener_ready(&mut self, s: usize) {

@@ -29,7 +29,7 @@ impl Scenario {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(self.script())
     }
 
-    /// Node's side: `node <script> [args]`, ready for [`run`].
+    /// Node's side: `node <script> [args]`, ready for [`run`](super::run).
     pub fn node_command(&self) -> Command {
         self.node_command_with(Path::new("node"))
     }

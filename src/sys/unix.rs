@@ -79,7 +79,7 @@ pub fn unix_socket() -> Result<OwnedFd, Errno> {
     res
 }
 
-/// `bind(2)` to a name (see [`UnixName::addr`] for `pad`). Binding a path creates its file;
+/// `bind(2)` to a name (see `UnixName::addr` for `pad`). Binding a path creates its file;
 /// a path that exists already, whatever it is, gives `EADDRINUSE`: nothing is removed first.
 pub fn bind_unix(fd: BorrowedFd<'_>, name: &UnixName, pad: bool) -> Result<(), Errno> {
     let res = name
