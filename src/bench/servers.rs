@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use super::BenchError;
 use super::stats;
+use crate::cluster::version::NodeLine;
 use crate::helper::{self, Capture, Running, ThisProgram};
 use crate::lab::{self, LabArgs, PolicyArg};
 use crate::loopback::{LOOPBACK, free_port};
+use crate::node_source::{self, Want};
 use crate::os_models::serve::{self, Until};
 use crate::sys;
 use crate::trace;
@@ -217,12 +219,21 @@ pub fn node_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node/bench-cluster.js")
 }
 
-/// `node --version`, if `node` runs (and the script is there).
+/// The Node the benchmark runs: the line our mirror follows by default (24, the newest LTS),
+/// found as every other Node of this project is (`$CLUSTER_WALKTHROUGH_NODE_24`, `node` on
+/// `PATH` if it is a 24, else `.node-versions/24/`). Not simply `node` on `PATH`: on Debian
+/// that is Node 20, which is past its end of life.
+fn node_binary() -> Option<PathBuf> {
+    let want = Want::Major(NodeLine::default().major());
+    node_source::find_node(want).ok().map(|n| n.path)
+}
+
+/// The benchmarked Node's `--version`, if it runs (and the script is there).
 pub fn node_version() -> Option<String> {
     if !node_script().is_file() {
         return None;
     }
-    let mut cmd = Command::new("node");
+    let mut cmd = Command::new(node_binary()?);
     cmd.arg("--version");
     let out = helper::run(&mut cmd, Capture::Both, Duration::from_secs(10)).ok()?;
     out.status.success().then(|| out.stdout.trim().to_string())
@@ -433,7 +444,7 @@ fn node_command(strategy: Strategy, workers: u32, port: u16, lifetime_secs: u64)
         Strategy::NodeRr => "rr",
         _ => "none",
     };
-    let mut cmd = Command::new("node");
+    let mut cmd = Command::new(node_binary().unwrap_or_else(|| PathBuf::from("node")));
     cmd.arg(node_script()).args([
         workers.to_string(),
         policy.to_string(),

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use crate::sys::Errno;
 
-use super::message::ServerQuery;
+use super::message::{AddressType, ServerQuery};
+use super::path;
 
 /// How many cluster handles one worker may hold at once. Node's own programs hold a few;
 /// a flood of queries must not make the primary run out of file descriptors for everyone.
@@ -123,6 +124,35 @@ pub(crate) fn check_pipe(
     Ok(name.to_string())
 }
 // ANCHOR_END: check_pipe
+
+// ANCHOR: target
+/// What the query asks the primary to bind, checked by [`guard`]. For a pipe, the name
+/// is Node's: "Find shortest path for unix sockets because of the ~100 byte limit"
+/// (`primary.js` L284–292 at v24.22.3).
+pub(super) fn target(q: &ServerQuery, policy: &BindPolicy, held: usize) -> Result<Target, Refusal> {
+    if q.address_type != AddressType::Pipe {
+        return check(q, policy, held).map(Target::Ip);
+    }
+    let Some(address) = q.address.as_deref() else {
+        let why = "asked for a pipe without a path".to_string();
+        return Err(Refusal {
+            errno: Errno::EINVAL,
+            why,
+        });
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let cwd = cwd.to_string_lossy();
+    let name = path::shortest(address, &cwd);
+    let absolute = path::resolve(&cwd, address);
+    check_pipe(&name, &absolute, policy, held).map(Target::Pipe)
+}
+// ANCHOR_END: target
+
+/// The address to bind: none when the worker gave no host (Node then tries `::`, then
+/// `0.0.0.0`; the guard checked `::`).
+pub(super) fn host(q: &ServerQuery, checked: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    q.address.as_ref().map(|_| checked)
+}
 
 #[cfg(test)]
 mod tests {

@@ -20,15 +20,14 @@ use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 use super::event_loop::EventLoop;
-use super::guard::{self, BindPolicy, Refusal, Target};
+use super::guard::{self, BindPolicy, Target};
 use super::handle::{Added, Handle};
-use super::message::{Accepted, Ack, Act, AddressType, QueryReply, ServerMessage, ServerQuery};
-use super::path;
+use super::message::{Accepted, Ack, Act, QueryReply, ServerMessage};
 use super::round_robin_handle::{NewConnCallback, RoundRobinHandle};
 use super::shared_handle::SharedHandle;
 use super::utils::{self, Callbacks, Internal};
 use super::version::{self, NodeLine};
-pub(crate) use super::worker::{Event, Worker};
+pub(crate) use super::worker::{Event, ForkError, Worker};
 use super::{NODE_UNIQUE_ID, SchedulingPolicy};
 use crate::channel::{Channel, Incoming, WireLog};
 use crate::sys;
@@ -54,19 +53,6 @@ impl Settings {
             env: Vec::new(),
         })
     }
-}
-
-/// Why a worker could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum ForkError {
-    #[error("socketpair failed: {0}")]
-    Socketpair(Errno),
-    #[error("cannot start {exec}: {source}")]
-    Spawn {
-        exec: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// How many `newconn` replies may be outstanding at once, over all workers. Round robin
@@ -256,19 +242,6 @@ impl Primary {
         }
     }
 
-    /// Something a worker did wrong that the primary ignores: say so.
-    fn report(&mut self, id: u32, what: &str) {
-        self.problem(id, format!("worker {id} {what}; ignored"));
-    }
-
-    /// Say what went wrong, in the trace and as an event: the first few of each kind from
-    /// each worker; the rest are counted (see `ProblemLog`).
-    pub(super) fn problem(&mut self, id: u32, what: String) {
-        if let Some(what) = self.event_loop.problems.admit(id, what) {
-            trace::problem(&what);
-            self.events.push_back(Event::Problem { id, what });
-        }
-    }
     // ANCHOR_END: onmessage
 
     fn online(&mut self, id: u32) {
@@ -299,7 +272,7 @@ impl Primary {
         let shown = utils::printable(&key);
         trace::step(&format!("queryServer from worker {id}: key {shown}"));
         let held = self.handles.values().filter(|h| h.contains(id)).count();
-        let target = match self.target(&msg.query, held) {
+        let target = match guard::target(&msg.query, &self.bind_policy, held) {
             Ok(target) => target,
             Err(r) => {
                 self.problem(id, format!("worker {id} refused: {}", r.why));
@@ -327,29 +300,6 @@ impl Primary {
     }
     // ANCHOR_END: query_server
 
-    // ANCHOR: target
-    /// What the query asks the primary to bind, checked by [`guard`]. For a pipe, the name
-    /// is Node's: "Find shortest path for unix sockets because of the ~100 byte limit"
-    /// (`primary.js` L284–292 at v24.22.3).
-    fn target(&self, q: &ServerQuery, held: usize) -> Result<Target, Refusal> {
-        if q.address_type != AddressType::Pipe {
-            return guard::check(q, &self.bind_policy, held).map(Target::Ip);
-        }
-        let Some(address) = q.address.as_deref() else {
-            let why = "asked for a pipe without a path".to_string();
-            return Err(Refusal {
-                errno: Errno::EINVAL,
-                why,
-            });
-        };
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let cwd = cwd.to_string_lossy();
-        let name = path::shortest(address, &cwd);
-        let absolute = path::resolve(&cwd, address);
-        guard::check_pipe(&name, &absolute, &self.bind_policy, held).map(Target::Pipe)
-    }
-    // ANCHOR_END: target
-
     // ANCHOR: create_handle
     /// The decision (`primary.js` L293): round robin only for TCP and pipes under `SCHED_RR`.
     fn create_handle(
@@ -364,7 +314,7 @@ impl Primary {
             trace::note("new SharedHandle: the primary binds, each worker will listen");
             let h = match target {
                 Target::Ip(ip) => {
-                    SharedHandle::new(key, host(q, *ip), port, q.address_type.is_udp())
+                    SharedHandle::new(key, guard::host(q, *ip), port, q.address_type.is_udp())
                 }
                 Target::Pipe(name) => SharedHandle::new_pipe(key, name, self.node.libuv()),
             };
@@ -373,7 +323,7 @@ impl Primary {
         trace::note("new RoundRobinHandle: the primary binds and listens, then accepts");
         let backlog = q.backlog.unwrap_or(0);
         let h = match target {
-            Target::Ip(ip) => RoundRobinHandle::new(key, host(q, *ip), port, backlog),
+            Target::Ip(ip) => RoundRobinHandle::new(key, guard::host(q, *ip), port, backlog),
             Target::Pipe(name) => RoundRobinHandle::new_pipe(key, name, q, self.node.libuv()),
         };
         h.map(|h| Handle::RoundRobin(Box::new(h)))
@@ -475,12 +425,6 @@ impl Primary {
     pub(super) fn channel(&mut self, id: u32) -> Option<&mut Channel> {
         self.workers.get_mut(&id)?.channel.as_mut()
     }
-}
-
-/// The address to bind: none when the worker gave no host (Node then tries `::`, then
-/// `0.0.0.0`; the guard checked `::`).
-fn host(q: &ServerQuery, checked: std::net::IpAddr) -> Option<std::net::IpAddr> {
-    q.address.as_ref().map(|_| checked)
 }
 
 // ANCHOR: key

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::message::Port;
 use super::primary::Primary;
 use crate::channel::Channel;
-use crate::sys;
+use crate::sys::{self, Errno};
 use crate::trace;
 
 /// The primary's view of one worker (`Worker` in `lib/internal/cluster/worker.js`).
@@ -108,6 +108,35 @@ impl Primary {
 }
 
 /// How long a primary that goes away gives its workers to leave on their own, after closing
+impl Primary {
+    /// Something a worker did wrong that the primary ignores: say so.
+    pub(super) fn report(&mut self, id: u32, what: &str) {
+        self.problem(id, format!("worker {id} {what}; ignored"));
+    }
+
+    /// Say what went wrong, in the trace and as an event: the first few of each kind from
+    /// each worker; the rest are counted (see `ProblemLog`).
+    pub(super) fn problem(&mut self, id: u32, what: String) {
+        if let Some(what) = self.event_loop.problems.admit(id, what) {
+            trace::problem(&what);
+            self.events.push_back(Event::Problem { id, what });
+        }
+    }
+}
+
+/// Why a worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ForkError {
+    #[error("socketpair failed: {0}")]
+    Socketpair(Errno),
+    #[error("cannot start {exec}: {source}")]
+    Spawn {
+        exec: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// their channels, before it kills them.
 pub(super) const LEAVE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
