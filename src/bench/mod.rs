@@ -53,7 +53,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: Option<u32>,
     /// Only these strategies: rr, none, prefork, reuseport, fork, node-rr, node-none
-    /// [default: all; Node's only when `node` runs]
+    /// [default: all; Node's only when Node 24 is found: $CLUSTER_WALKTHROUGH_NODE_24, `node` on PATH if it is a 24, or .node-versions/24]
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub strategies: Vec<String>,
     /// Write the chart (connections/s of each strategy against workers) as SVG
@@ -172,7 +172,7 @@ impl Plan {
     }
 }
 
-/// `--strategies`, or all of them (Node's only when `node` runs).
+/// `--strategies`, or all of them (Node's only when Node 24 is found).
 fn pick_strategies(names: &[String], have_node: bool) -> Result<Vec<Strategy>, BenchError> {
     if names.is_empty() {
         let all = Strategy::ALL.into_iter();
