@@ -29,10 +29,9 @@ fn has_text(lines: &[Value], part: &str) -> Option<Value> {
         .cloned()
 }
 
-#[test]
-fn our_exclusive_winner_answers_after_disconnect_and_the_lab_still_ends() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("lab.json");
+/// `lab --json --workers 2 --exclusive --serve 60` on a free port, its JSON lines going to
+/// `out`: two workers race for one port by themselves, and one wins.
+fn exclusive_lab(out: &Path) -> (helper::Running, String) {
     let port = common::free_port().to_string();
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -45,9 +44,17 @@ fn our_exclusive_winner_answers_after_disconnect_and_the_lab_still_ends() {
         "60",
     ])
     .args(["--port", &port])
-    .stdout(std::fs::File::create(&out).expect("lab.json"))
+    .stdout(std::fs::File::create(out).expect("lab.json"))
     .stderr(Stdio::null());
-    let mut lab = helper::spawn(&mut cmd, Capture::Nothing).expect("the lab starts");
+    let lab = helper::spawn(&mut cmd, Capture::Nothing).expect("the lab starts");
+    (lab, port)
+}
+
+#[test]
+fn our_exclusive_winner_answers_after_disconnect_and_the_lab_still_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("lab.json");
+    let (mut lab, port) = exclusive_lab(&out);
     let wait_for = |part: &str, lab: &mut helper::Running| {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -95,21 +102,7 @@ fn our_exclusive_winner_answers_after_disconnect_and_the_lab_still_ends() {
 fn our_exclusive_winner_serving_alone_ends_with_a_killed_primary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("lab.json");
-    let port = common::free_port().to_string();
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "lab",
-        "--json",
-        "--workers",
-        "2",
-        "--exclusive",
-        "--serve",
-        "60",
-    ])
-    .args(["--port", &port])
-    .stdout(std::fs::File::create(&out).expect("lab.json"))
-    .stderr(Stdio::null());
-    let mut lab = helper::spawn(&mut cmd, Capture::Nothing).expect("the lab starts");
+    let (mut lab, _port) = exclusive_lab(&out);
     let deadline = Instant::now() + Duration::from_secs(30);
     let wait_for = |part: &str| loop {
         if let Some(v) = has_text(&lines(&out), part) {
@@ -151,15 +144,7 @@ fn our_exclusive_winner_serving_alone_ends_with_a_killed_primary() {
 fn nodes_exclusive_winner_answers_after_disconnect_too() {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/exclusive-after-disconnect.js");
-    let installed = cluster_walkthrough::node_source::installed_path(24);
-    for (node, major) in [(Path::new("node"), 20), (installed.as_path(), 24)] {
-        if major == 20 && !common::have("node", "needed to check against real Node") {
-            continue;
-        }
-        if major == 24 && !node.exists() {
-            eprintln!("skipped: node 24 not installed (scripts/install-node-versions)");
-            continue;
-        }
+    for (node, major) in common::nodes(&[20, 24]) {
         let mut cmd = Command::new(node);
         cmd.arg(&script).arg(common::free_port().to_string());
         let run = common::run(cmd, Duration::from_secs(60));

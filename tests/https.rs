@@ -54,19 +54,6 @@ fn tls_pair() -> Option<tempfile::TempDir> {
     }
 }
 
-/// The Node binary of a major: Debian's `node` for 20, the installed one for the rest.
-fn node(major: u32) -> Option<PathBuf> {
-    if major == 20 {
-        return Some(PathBuf::from("node"));
-    }
-    let path = cluster_walkthrough::node_source::installed_path(major);
-    if path.exists() {
-        return Some(path);
-    }
-    eprintln!("skipped: node {major} not installed (scripts/install-node-versions)");
-    None
-}
-
 /// `strace` around `program args` (see [`wire::traced`]), with the key pair and the policy.
 fn traced(
     out: &Path,
@@ -244,7 +231,9 @@ fn node_https_workers_get_the_first_workers_ticket_keys_as_from_nodes_primary() 
     }
     let Some(tls) = tls_pair() else { return };
     for major in [20, 24] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
         for policy in ["rr", "none"] {
             let (answers, lines) = under_nodes_primary(&node, tls.path(), policy);
             assert_served(

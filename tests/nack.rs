@@ -59,15 +59,7 @@ fn a_nacked_newconn_is_sent_once_without_a_warning_as_nodes_primary_does() {
     assert!(started.elapsed() >= Duration::from_secs(5));
 
     // Node's own primaries, the same app.
-    let installed = cluster_walkthrough::node_source::installed_path(24);
-    for (node, major) in [(Path::new("node"), 20), (installed.as_path(), 24)] {
-        if major == 20 && !common::have("node", "needed to check against real Node") {
-            continue;
-        }
-        if major == 24 && !node.exists() {
-            eprintln!("skipped: node 24 not installed (scripts/install-node-versions)");
-            continue;
-        }
+    for (node, major) in common::nodes(&[20, 24]) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/nack-primary.js");
         let mut cmd = Command::new(node);
         cmd.arg(script).args(["6", "1500"]);

@@ -274,16 +274,6 @@ fn a_node_primary_sees_our_killed_worker_exit() {
     assert!(a[3..].iter().all(|w| *w != 2), "{v}");
 }
 
-/// The Node binary of a major version that `scripts/install-node-versions` installed.
-fn installed_node(major: u32) -> Option<String> {
-    let path = cluster_walkthrough::node_source::installed_path(major);
-    if path.exists() {
-        return Some(path.display().to_string());
-    }
-    eprintln!("skipped: node {major} not installed (scripts/install-node-versions)");
-    None
-}
-
 /// With libuv 1.5x (Node 24 and 26) a primary reads a worker's EOF one loop turn later than
 /// Node 20 did. A worker that closed its channel and exited at once could then be reaped
 /// while it still counted as connected, and `cluster.disconnect(cb)` never called back (the
@@ -291,9 +281,10 @@ fn installed_node(major: u32) -> Option<String> {
 #[test]
 fn current_node_primaries_see_every_disconnect() {
     for major in [22, 24, 26] {
-        let Some(node) = installed_node(major) else {
+        let Some(node) = common::node(major) else {
             continue;
         };
+        let node = node.display().to_string();
         for run in 0..5 {
             let v = node_primary_with(&node, "rr", None);
             assert_eq!(v["policy"], "rr", "node {major}, run {run}");
@@ -308,9 +299,10 @@ fn current_node_primaries_see_every_disconnect() {
 #[test]
 fn current_node_workers_under_our_primary() {
     for major in [22, 24, 26] {
-        let Some(node) = installed_node(major) else {
+        let Some(node) = common::node(major) else {
             continue;
         };
+        let node = node.display().to_string();
         let (s, run) = lab_with(
             &node,
             major,

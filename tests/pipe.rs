@@ -26,19 +26,6 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The Node binary of a major: Debian's `node` for 20, the installed one for the rest.
-fn node(major: u32) -> Option<PathBuf> {
-    if major == 20 {
-        return common::have("node", "needed to check against real Node").then(|| "node".into());
-    }
-    let path = cluster_walkthrough::node_source::installed_path(major);
-    if path.exists() {
-        return Some(path);
-    }
-    eprintln!("skipped: node {major} not installed (scripts/install-node-versions)");
-    None
-}
-
 /// Who runs the workers: ours, or Node's `pipe-worker.js` with this Node binary.
 #[derive(Clone, Copy)]
 enum Workers<'a> {
@@ -74,7 +61,9 @@ fn who(workers: Workers<'_>) -> String {
 #[test]
 fn a_socket_file_round_robin_and_sched_none_our_workers_and_nodes() {
     for major in [20, 24] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
         for workers in [Workers::Ours, Workers::Node(&node)] {
             for policy in ["rr", "none"] {
                 let dir = tempfile::tempdir().expect("tempdir");
@@ -143,7 +132,9 @@ fn on_the_wire_our_primary_writes_what_nodes_writes() {
         return;
     }
     for major in [20, 24] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
         for policy in ["rr", "none"] {
             let dir = tempfile::tempdir().expect("tempdir");
             let sock = dir.path().join("app.sock");
@@ -198,7 +189,9 @@ fn on_the_wire_our_primary_writes_what_nodes_writes() {
 #[test]
 fn a_stale_socket_file_is_eaddrinuse_for_every_worker_and_stays() {
     for major in [20, 24] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
         for workers in [Workers::Ours, Workers::Node(&node)] {
             for policy in ["rr", "none"] {
                 let dir = tempfile::tempdir().expect("tempdir");
@@ -279,7 +272,9 @@ fn mode_under_our_primary(node: &Path, major: u32, policy: &str, sock: &Path) ->
 #[test]
 fn readable_all_and_writable_all_leave_the_mode_nodes_primary_leaves() {
     for major in [20, 24] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
         for policy in ["rr", "none"] {
             let dir = tempfile::tempdir().expect("tempdir");
             let sock = dir.path().join("app.sock");
@@ -303,7 +298,9 @@ fn readable_all_and_writable_all_leave_the_mode_nodes_primary_leaves() {
 #[test]
 fn abstract_names_our_workers_and_nodes() {
     for major in [20, 24] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
         for workers in [Workers::Ours, Workers::Node(&node)] {
             for policy in ["rr", "none"] {
                 let name = format!("@cw-test-{}-{major}-{policy}", std::process::id());

@@ -229,22 +229,8 @@ fn kill_and_read_notes(primary: u32, dir: &std::path::Path, what: &str) {
 /// Node's own (20 and 24): no parent-death signal kills it first.
 #[test]
 fn node_workers_of_a_killed_primary_leave_as_under_nodes_own() {
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: `node` is not installed (needed to check against real Node)");
-        return;
-    }
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let installed = cluster_walkthrough::node_source::installed_path(24);
-    for (node, major) in [("node".into(), 20), (installed, 24)] {
-        if major == 24 && !node.exists() {
-            eprintln!("skipped: node 24 not installed (scripts/install-node-versions)");
-            continue;
-        }
-        let node: std::path::PathBuf = node;
+    for (node, major) in common::nodes(&[20, 24]) {
         let worker = root.join("tests/node/exit-note-worker.js");
         let dir = tempfile::tempdir().expect("tempdir");
         let notes_dir = dir.path().to_str().expect("UTF-8");

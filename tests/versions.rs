@@ -10,30 +10,6 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 
-/// A Node binary of `major`: the `node` on PATH if it is that major, else an installed one.
-fn node(major: u32) -> Option<String> {
-    let on_path = Command::new("node").arg("--version").output().ok();
-    let path_major = on_path
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|v| {
-            v.trim()
-                .trim_start_matches('v')
-                .split('.')
-                .next()?
-                .parse::<u32>()
-                .ok()
-        });
-    if path_major == Some(major) {
-        return Some("node".to_string());
-    }
-    let installed = cluster_walkthrough::node_source::installed_path(major);
-    if installed.exists() {
-        return Some(installed.display().to_string());
-    }
-    eprintln!("skipped: node {major} not installed (scripts/install-node-versions)");
-    None
-}
-
 /// Real Node: one worker listens twice on one fixed port. Returns what it printed.
 fn real_node(node: &str, policy: &str) -> String {
     let port = common::free_port();
@@ -72,7 +48,10 @@ fn mirror(major: u32, policy: &str) -> common::Run {
 #[test]
 fn listening_twice_in_one_worker_real_node() {
     for major in [20, 22, 24, 26] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
+        let node = node.display().to_string();
         let rr = real_node(&node, "rr");
         assert!(
             rr.contains("second listen: EADDRINUSE bind"),
@@ -142,7 +121,9 @@ fn the_key_has_the_index_in_v20_and_only_for_port_0_later() {
 fn reuse_port_real_node_binds_in_the_worker_from_22() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/reuse-port-worker.js");
     for major in [20, 22, 24, 26] {
-        let Some(node) = node(major) else { continue };
+        let Some(node) = common::node(major) else {
+            continue;
+        };
         let mut cmd = Command::new(node);
         cmd.arg(&script)
             .env("PORT", common::free_port().to_string());

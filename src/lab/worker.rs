@@ -240,23 +240,29 @@ impl LabWorker {
         opts.exclusive = self.plan.exclusive;
         opts.reuse_port = self.plan.reuse_port && NodeLine::from_env().has_reuse_port();
         net::trace_listen_call(&server, &opts);
-        match server.listen(&opts) {
+        let step = server.listen(&opts);
+        self.take_step(i, server, step)
+    }
+
+    /// What `listen` said: listening already (on its own), failed, or to ask the primary
+    /// (`queryServer`), whose answer comes later as a [`WorkerEvent::Server`].
+    fn take_step(&mut self, i: usize, server: Server, step: ListenStep) -> Result<(), NetError> {
+        let result = match step {
             ListenStep::Listening(addr) => {
-                trace::ok(&format!("{} listening on {addr}", server.name))
+                trace::ok(&format!("{} listening on {addr}", server.name));
+                Ok(())
             }
-            ListenStep::Failed(e) => {
-                self.slots.push(Slot::Tcp(server));
-                return Err(e);
-            }
+            ListenStep::Failed(e) => Err(e),
             ListenStep::AskPrimary(q) => {
                 self.pending += 1;
                 if let Some(rt) = self.rt.as_mut() {
                     rt.get_server(i, &q);
                 }
+                Ok(())
             }
-        }
+        };
         self.slots.push(Slot::Tcp(server));
-        Ok(())
+        result
     }
     // ANCHOR_END: worker_listen
 

@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use cluster_walkthrough::helper::{self, Capture};
 
+mod nodes;
+#[allow(unused_imports)] // each test binary uses what it needs
+pub use nodes::{node, nodes};
+
 /// What a finished program left behind.
 pub struct Run {
     pub stdout: String,

@@ -22,23 +22,8 @@ impl LabWorker {
                 ""
             }
         ));
-        match server.listen_pipe(&opts) {
-            ListenStep::Listening(addr) => {
-                trace::ok(&format!("{} listening on {addr}", server.name))
-            }
-            ListenStep::Failed(e) => {
-                self.slots.push(Slot::Tcp(server));
-                return Err(e);
-            }
-            ListenStep::AskPrimary(q) => {
-                self.pending += 1;
-                if let Some(rt) = self.rt.as_mut() {
-                    rt.get_server(i, &q);
-                }
-            }
-        }
-        self.slots.push(Slot::Tcp(server));
-        Ok(())
+        let step = server.listen_pipe(&opts);
+        self.take_step(i, server, step)
     }
 
     /// `dgram.createSocket('udp4').bind(port, host)`: UDP always goes through the primary
