@@ -52,7 +52,7 @@ impl Chapter {
 #[derive(Debug, thiserror::Error)]
 pub enum ChapterError {
     /// The port the user asked for cannot be bound: the call that failed and its errno say
-    /// why ([`port_unusable`] turns them into words).
+    /// why (`port_unusable` turns them into words).
     #[error("{}", port_unusable(*.host, *.port, .syscall, *.errno))]
     PortUnusable {
         host: IpAddr,
