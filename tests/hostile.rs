@@ -166,7 +166,8 @@ fn a_node_handle_without_an_fd() {
 }
 
 #[test]
-fn fds_piling_up_on_a_line_that_never_ends() {
+fn fds_without_node_handle_lines() {
+    // Fds that pile up on a line that never ends: more than a handle line could take.
     assert_dropped("stray-fds", "file descriptors without NODE_HANDLE lines");
 }
 
