@@ -74,29 +74,30 @@ pub enum FrameError {
     ClosedMidLine,
 }
 
-/// Something a peer did wrong that the decoder dealt with itself: the peer is told about,
-/// not dropped.
+/// Something a peer did wrong that the decoder dealt with itself: reported, and the peer
+/// is kept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameWarning {
     /// An fd came with a line that is not a `NODE_HANDLE` (a plain message, an ACK): no one
     /// asked for it, so it was closed at once.
-    #[error(
-        "sent {} with a message that is not NODE_HANDLE; closed {}",
-        fd_count(*.fds),
-        if *.fds == 1 { "it" } else { "them" }
-    )]
+    #[error("sent {} with a message that is not NODE_HANDLE; closed {}", fds_text(*.fds), it(*.fds))]
     FdOnMessage { fds: usize },
     /// A `NODE_HANDLE` line came with more than the one fd it carries; the rest were closed.
-    #[error("sent {} more than its NODE_HANDLE carries; closed {}", fd_count(*.extra), if *.extra == 1 { "it" } else { "them" })]
+    #[error("sent {} more than its NODE_HANDLE carries; closed {}", fds_text(*.extra), it(*.extra))]
     ExtraFds { extra: usize },
 }
 
-/// `1 file descriptor`, `2 file descriptors`.
-fn fd_count(n: usize) -> String {
+/// `a file descriptor`, `2 file descriptors`.
+fn fds_text(n: usize) -> String {
     match n {
         1 => "a file descriptor".to_string(),
         n => format!("{n} file descriptors"),
     }
+}
+
+/// `it` or `them`.
+fn it(n: usize) -> &'static str {
+    if n == 1 { "it" } else { "them" }
 }
 
 /// At most this many fds may wait for their `NODE_HANDLE` line; more is a broken peer.
