@@ -12,7 +12,7 @@ use std::time::Duration;
 use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
 use cluster_walkthrough::loopback::{LOOPBACK, free_port};
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
-use cluster_walkthrough::sys::{self, Transport};
+use cluster_walkthrough::sys::{self, Errno, Transport};
 use cluster_walkthrough::trace;
 
 pub static CHAPTER: Chapter = Chapter {
@@ -52,7 +52,8 @@ fn one_process_four_servers(port: u16) -> Result<(), ChapterError> {
         match server.listen(&opts) {
             ListenStep::Listening(addr) => trace::ok(&format!("listening on {addr}")),
             ListenStep::Failed(err) if i == 1 => {
-                return Err(first_server_failed(port, &err.to_string()));
+                let (syscall, errno) = (err.syscall(), err.raw_errno());
+                return Err(first_server_failed(port, syscall, errno, &err.to_string()));
             }
             ListenStep::Failed(err) => err.trace(),
             ListenStep::AskPrimary(_) => unreachable!("not a cluster worker"),
@@ -63,14 +64,12 @@ fn one_process_four_servers(port: u16) -> Result<(), ChapterError> {
 }
 // ANCHOR_END: four_servers
 
-fn first_server_failed(port: u16, err: &str) -> ChapterError {
-    if err.contains("EADDRINUSE") {
-        ChapterError::PortInUse {
-            host: LOOPBACK,
-            port,
-        }
-    } else {
-        ChapterError::Failed(format!("the first server could not listen: {err}"))
+/// The first listen failed: a port taken or forbidden is the user's `--port` (one clear
+/// line); anything else is told as Node tells it.
+fn first_server_failed(port: u16, syscall: &'static str, errno: Errno, err: &str) -> ChapterError {
+    match errno {
+        Errno::EADDRINUSE | Errno::EACCES => ChapterError::port(LOOPBACK, port, syscall, errno),
+        _ => ChapterError::Failed(format!("the first server could not listen: {err}")),
     }
 }
 
@@ -85,7 +84,10 @@ fn two_processes(ctx: &Ctx, port: u16) -> Result<(), ChapterError> {
     net::trace_listen_call(&server, &opts);
     match server.listen(&opts) {
         ListenStep::Listening(addr) => trace::ok(&format!("listening on {addr}")),
-        ListenStep::Failed(err) => return Err(first_server_failed(port, &err.to_string())),
+        ListenStep::Failed(err) => {
+            let (syscall, errno) = (err.syscall(), err.raw_errno());
+            return Err(first_server_failed(port, syscall, errno, &err.to_string()));
+        }
         ListenStep::AskPrimary(_) => unreachable!("not a cluster worker"),
     }
     trace::step("starts process B: the same program, a separate process");

@@ -13,7 +13,9 @@
 //! * the receiver answers `{"cmd":"NODE_HANDLE_ACK"}` as soon as it has the fd (or
 //!   `NODE_HANDLE_NACK` if none came), and the sender holds *every* later message until then;
 //! * several lines may arrive in one read, one line may span reads, and an fd that arrives
-//!   before its line is complete waits for it.
+//!   before its line is complete waits for it; an fd that came with a line that is not a
+//!   `NODE_HANDLE` is closed at once and reported (Node keeps it for the next handle line;
+//!   see [`Decoder`]).
 //!
 //! Where we are stricter than Node on purpose: a line has a length limit ([`MAX_LINE`](crate::framing::MAX_LINE)), a
 //! line that is not JSON is an error we report instead of an exception that kills the process,
@@ -391,15 +393,13 @@ impl Channel {
             self.closed = true;
             return Ok(self.decoder.finish().map(|()| None)?);
         }
-        let had_fd = !got.fds.is_empty() || self.decoder.has_pending_fd();
         let frames = self.decoder.push(&self.rbuf[..got.len], got.fds)?;
+        let closed = self.decoder.take_warnings();
+        self.warnings.extend(closed.iter().map(ToString::to_string));
         let mut messages = Vec::new();
         for (line, frame) in frames {
-            self.record(
-                false,
-                &line,
-                had_fd && matches!(frame, Frame::Handle { .. }),
-            );
+            let fd = matches!(frame, Frame::Handle { fd: Some(_), .. });
+            self.record(false, &line, fd);
             messages.extend(self.on_frame(frame));
         }
         Ok(Some(messages))

@@ -21,6 +21,7 @@ use crate::bench::servers::ServerSpec;
 use crate::helper::{self, Capture, HelperError, ThisProgram};
 use crate::lab::LabArgs;
 use crate::loopback::{LOOPBACK, free_port};
+use crate::sys::Errno;
 use crate::trace;
 
 /// A chapter: its number, names, frame text and the experiment itself.
@@ -50,10 +51,15 @@ impl Chapter {
 /// Why a chapter could not tell its story.
 #[derive(Debug, thiserror::Error)]
 pub enum ChapterError {
-    #[error(
-        "port {port} on {host} is already in use by another program; choose another with --port, or leave --port out to use a free one"
-    )]
-    PortInUse { host: IpAddr, port: u16 },
+    /// The port the user asked for cannot be bound: the call that failed and its errno say
+    /// why (`port_unusable` turns them into words).
+    #[error("{}", port_unusable(*.host, *.port, .syscall, *.errno))]
+    PortUnusable {
+        host: IpAddr,
+        port: u16,
+        syscall: &'static str,
+        errno: Errno,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -66,7 +72,34 @@ pub enum ChapterError {
     Helper(#[from] HelperError),
 }
 
+/// Why `host:port` cannot be used, in words: `EADDRINUSE` is another program, `EACCES` is
+/// permission (ports below 1024 need root or `CAP_NET_BIND_SERVICE`), anything else is the
+/// call and its errno as the kernel gave them.
+fn port_unusable(host: IpAddr, port: u16, syscall: &str, errno: Errno) -> String {
+    let instead = "choose another with --port, or leave --port out to use a free one";
+    match errno {
+        Errno::EADDRINUSE => {
+            format!("port {port} on {host} is already in use by another program; {instead}")
+        }
+        Errno::EACCES => format!(
+            "port {port} on {host} needs a permission this user lacks ({syscall} EACCES): \
+             ports below 1024 need root or CAP_NET_BIND_SERVICE; {instead}"
+        ),
+        _ => format!("port {port} on {host} cannot be used: {syscall} {errno}; {instead}"),
+    }
+}
+
 impl ChapterError {
+    /// `syscall` failed with `errno` on the port the user asked for.
+    pub fn port(host: IpAddr, port: u16, syscall: &'static str, errno: Errno) -> Self {
+        ChapterError::PortUnusable {
+            host,
+            port,
+            syscall,
+            errno,
+        }
+    }
+
     /// An I/O failure with what we were doing.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         ChapterError::Io {
@@ -145,10 +178,12 @@ impl Ctx {
         if self.port != 0 {
             return match TcpListener::bind((LOOPBACK, self.port)) {
                 Ok(_) => Ok(self.port),
-                Err(_) => Err(ChapterError::PortInUse {
-                    host: LOOPBACK,
-                    port: self.port,
-                }),
+                Err(e) => {
+                    let errno = e
+                        .raw_os_error()
+                        .map_or(Errno::UnknownErrno, Errno::from_raw);
+                    Err(ChapterError::port(LOOPBACK, self.port, "bind", errno))
+                }
             };
         }
         free_port().map_err(|e| ChapterError::io("find a free port", e))
@@ -287,4 +322,49 @@ pub fn lab(args: &crate::lab::LabArgs) -> Result<crate::lab::Outcome, ChapterErr
     crate::lab::print_summary(&out);
     trace::set_label("primary");
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(errno: Errno) -> String {
+        ChapterError::port(LOOPBACK, 80, "bind", errno).to_string()
+    }
+
+    #[test]
+    fn a_port_in_use_says_in_use() {
+        assert_eq!(
+            message(Errno::EADDRINUSE),
+            "port 80 on 127.0.0.1 is already in use by another program; choose another with \
+             --port, or leave --port out to use a free one"
+        );
+    }
+
+    #[test]
+    fn a_port_refused_for_permission_says_permission() {
+        let m = message(Errno::EACCES);
+        assert!(m.starts_with("port 80 on 127.0.0.1 needs a permission this user lacks (bind EACCES): ports below 1024 need root or CAP_NET_BIND_SERVICE;"), "{m}");
+        assert!(!m.contains("in use"), "{m}");
+    }
+
+    #[test]
+    fn any_other_errno_is_named_with_its_call() {
+        let m = message(Errno::EADDRNOTAVAIL);
+        assert!(
+            m.starts_with(
+                "port 80 on 127.0.0.1 cannot be used: bind EADDRNOTAVAIL: Cannot assign requested address;"
+            ),
+            "{m}"
+        );
+        let e = ChapterError::port(LOOPBACK, 80, "bind", Errno::EACCES);
+        assert!(matches!(
+            e,
+            ChapterError::PortUnusable {
+                syscall: "bind",
+                errno: Errno::EACCES,
+                ..
+            }
+        ));
+    }
 }

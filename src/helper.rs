@@ -187,6 +187,11 @@ impl Running {
         self.child.id()
     }
 
+    /// Everything it has written to stdout so far (empty unless captured).
+    pub fn stdout_so_far(&self) -> String {
+        self.stdout.as_ref().map(Pipe::text).unwrap_or_default()
+    }
+
     /// Everything it has written to stderr so far (empty unless captured).
     pub fn stderr_so_far(&self) -> String {
         self.stderr.as_ref().map(Pipe::text).unwrap_or_default()

@@ -241,3 +241,30 @@ fn bench_output_paths_are_checked_before_the_bench_runs() {
     );
     assert!(dir.path().read_dir().expect("the dir").next().is_none());
 }
+
+#[test]
+fn lab_help_states_the_limits_a_worker_cannot_pass() {
+    let r = run(&["lab", "--help"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let limits = r
+        .stdout
+        .split_once("Limits a worker cannot pass")
+        .map(|(_, rest)| rest)
+        .expect("the limits are in --help");
+    for bound in [
+        "8 MiB queued",
+        "1 MiB per line",
+        "4 fds per message",
+        "64 servers per worker",
+        "512 accepted connections",
+        "book/src/appendix-limits.md",
+    ] {
+        assert!(limits.contains(bound), "{bound:?} missing:{limits}");
+    }
+    let short = run(&["lab", "-h"]);
+    assert!(
+        short
+            .stdout
+            .contains("Limits a worker cannot pass: see --help.")
+    );
+}

@@ -6,7 +6,8 @@
 It speaks just enough of Node's protocol (online, queryServer, NODE_HANDLE_ACK, accepted) to
 be a round-robin worker, after first doing CASE: something a broken or hostile peer might send.
 The `nack` case misbehaves later: it answers its first `newconn` with NODE_HANDLE_NACK, as a
-Node worker does when no fd came with the line, and says so on stderr.
+Node worker does when no fd came with the line, and says so on stderr. So does `hold-conns`:
+it ACKs every `newconn` and keeps the connection, but never says whether it accepted it.
 """
 import json
 import os
@@ -48,9 +49,23 @@ def misbehave():
     elif CASE == "handle-without-fd":
         send({"cmd": "NODE_HANDLE", "type": "net.Native", "msg": {"cmd": "NODE_CLUSTER", "act": "x"}})
     elif CASE == "stray-fds":
+        # Fds that pile up on a line that never ends: more than a handle line could take.
         r, w = os.pipe()
         for _ in range(6):
-            send({"hello": "a user message, with an fd it should not have"}, fds=[r])
+            socket.send_fds(chan, [b"{"], [r])
+    elif CASE == "fd-on-message":
+        # A user message with an fd it should not have; we keep the pipe's other end, to see
+        # whether the primary closed its copy (see check_fd_closed).
+        global held_pipe
+        r, held_pipe = os.pipe()
+        send({"hello": "a user message, with an fd it should not have"}, fds=[r])
+        os.close(r)
+    elif CASE == "ctrunc":
+        # Five fds in one sendmsg, one more than a read of the primary has room for.
+        r, w = os.pipe()
+        sys.stderr.write(f"fake worker: sends five copies of pipe:[{os.fstat(r).st_ino}]\n")
+        sys.stderr.flush()
+        send({"hello": "five fds on one line"}, fds=[r] * 5)
     elif CASE == "huge-line":
         send({"cmd": "NODE_CLUSTER", "act": "x", "pad": "y" * (3 << 20)})
     elif CASE == "endless-line":
@@ -69,12 +84,28 @@ def misbehave():
                             separators=(",", ":")) for n in range(100_000)]
         seq += 100_000
         chan.sendall(("\n".join(lines) + "\n").encode())
+    elif CASE == "hold-conns":
+        pass  # misbehaves later: it takes every newconn and never answers one
     elif CASE == "mid-line-close":
         chan.sendall(b'{"cmd":"NODE_CLUS')
         os._exit(0)
     else:
         return True
-    return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd", "act-flood")
+    return CASE in ("unknown-act", "unknown-cmd", "stray-ack", "handle-without-fd", "act-flood",
+                    "fd-on-message", "hold-conns")
+
+
+held_pipe = None  # the fd-on-message case: the write end of the pipe whose read end we sent
+
+
+def check_fd_closed():
+    """The fd-on-message case, once the primary answered a later line: if it closed the read
+    end we sent, nobody reads the pipe any more and a write fails with EPIPE."""
+    try:
+        os.write(held_pipe, b"x")
+        sys.stderr.write("fake worker: the primary still holds the fd it was sent\n")
+    except BrokenPipeError:
+        sys.stderr.write("fake worker: the primary closed the fd it was sent\n")
 
 
 # Queries a primary must refuse, by case: beyond loopback, privileged, not an IP at all, a
@@ -122,6 +153,7 @@ def main():
             cluster(**{**query, "index": 1000 + i})
     asked = cluster(**query)
     nacked = []  # the nack case: the seq of the newconn it answered NODE_HANDLE_NACK
+    held = []  # the hold-conns case: the connections it took and never answered
     buf = b""
     while time.monotonic() < deadline:
         chan.settimeout(1)
@@ -141,6 +173,10 @@ def main():
                 os.close(fds.pop(0))
                 nacked.append(msg["msg"]["seq"])
                 sys.stderr.write(f"fake worker: NACKed newconn seq {nacked[0]}\n")
+            elif msg.get("cmd") == "NODE_HANDLE" and CASE == "hold-conns":
+                # Take the fd, and never say whether we accepted: we stay busy for ever.
+                send({"cmd": "NODE_HANDLE_ACK"})
+                held.append(fds.pop(0))
             elif msg.get("cmd") == "NODE_HANDLE":
                 if msg["msg"].get("seq") in nacked:
                     sys.stderr.write("fake worker: the NACKed newconn came again\n")
@@ -151,6 +187,8 @@ def main():
             elif msg.get("ack") == asked and msg.get("errno"):
                 return  # refused (the flood case): nothing to serve
             elif msg.get("ack") == asked:
+                if held_pipe is not None:
+                    check_fd_closed()
                 cluster(**{**query, "act": "listening", "port": msg["sockname"]["port"]})
             elif msg.get("act") == "disconnect":
                 return

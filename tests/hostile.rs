@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -166,7 +167,30 @@ fn a_node_handle_without_an_fd() {
 
 #[test]
 fn fds_without_node_handle_lines() {
+    // Fds that pile up on a line that never ends: more than a handle line could take.
     assert_dropped("stray-fds", "file descriptors without NODE_HANDLE lines");
+}
+
+#[test]
+fn an_fd_on_a_plain_message_is_closed_at_once_and_reported() {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    let run = common::run(fake_worker_lab("fd-on-message"), Duration::from_secs(60));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let s = summary(&run.stdout);
+    assert_eq!(
+        problems(&s),
+        ["worker 2 sent a file descriptor with a message that is not NODE_HANDLE; closed it"]
+    );
+    assert_eq!(common::answered(&s), [1, 2, 3, 1, 2, 3].map(Some), "kept");
+    // The worker kept the pipe's other end: a write failed, as nobody held the end it sent.
+    assert!(
+        run.stderr
+            .contains("fake worker: the primary closed the fd it was sent"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -291,4 +315,131 @@ fn a_flood_of_unknown_acts_is_counted_not_kept() {
         f.peak_rss_kb
     );
     assert!(f.took < Duration::from_secs(10), "took {:?}", f.took);
+}
+
+/// A lab that keeps serving (`--serve`) with one fake worker, `lab_args` added: running, and
+/// past its setup (it said where it serves), so the primary can be looked at while it runs.
+fn serving(case: &str, lab_args: &[&str]) -> helper::Running {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_worker.py");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["lab", "--json", "--no-syscalls", "--serve", "30"])
+        .args(lab_args)
+        .arg("--exec")
+        .arg("python3")
+        .arg(script)
+        .arg(case)
+        .env("NO_COLOR", "1");
+    let lab = helper::spawn(&mut cmd, Capture::Both).expect("the lab starts");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !lab.stdout_so_far().contains("\"serving on ") {
+        assert!(
+            Instant::now() < deadline,
+            "{case}: not serving after 15 s: {}",
+            lab.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lab
+}
+
+/// What the fds of process `pid` are (`/proc/<pid>/fd`): `socket:[N]`, `pipe:[N]`, paths.
+fn fds_of(pid: u32) -> Vec<String> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the primary runs");
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// End a [`serving`] lab as Ctrl-C would; it must stop its workers and exit 0, unpanicked.
+/// Returns its summary.
+fn stop_serving(lab: helper::Running) -> Value {
+    cluster_walkthrough::sys::kill(lab.pid(), cluster_walkthrough::sys::Signal::SIGTERM);
+    let done = lab.finish(Duration::from_secs(10)).expect("it stops");
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    summary(&done.stdout)
+}
+
+#[test]
+fn more_fds_than_a_read_has_room_for_are_all_closed() {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    // Worker 2 sends five copies of a pipe's read end in one sendmsg; a read of the primary
+    // has room for four (MSG_CTRUNC).
+    let lab = serving("ctrunc", &["--workers", "3", "--exec-workers", "2"]);
+    let said = lab.stderr_so_far();
+    let pipe = said
+        .lines()
+        .find_map(|l| l.strip_prefix("fake worker: sends five copies of "))
+        .expect("the fake worker names its pipe")
+        .to_string();
+    let held: Vec<String> = fds_of(lab.pid())
+        .into_iter()
+        .filter(|f| *f == pipe)
+        .collect();
+    assert!(held.is_empty(), "the primary still holds {held:?}");
+    let s = stop_serving(lab);
+    assert_eq!(
+        problems(&s),
+        [
+            "worker 2 sent more file descriptors in one message than a read has room for \
+          (MSG_CTRUNC); the ones that arrived were closed; dropping it"
+        ]
+    );
+}
+
+/// `MAX_UNDELIVERED` in `src/cluster/round_robin_handle.rs`: the most accepted connections
+/// the primary keeps for a worker to take.
+const MAX_UNDELIVERED: usize = 512;
+
+#[test]
+fn connections_no_worker_takes_wait_in_the_kernel_not_in_the_primary() {
+    if !common::have("python3", "it runs the fake worker") {
+        return;
+    }
+    // The only worker takes its first connection and never answers: it is busy for ever, so
+    // every later connection waits in the primary's queue, up to the bound.
+    let port = common::free_port();
+    let lab = serving(
+        "hold-conns",
+        &[
+            "--workers",
+            "1",
+            "--exec-workers",
+            "1",
+            "--port",
+            &port.to_string(),
+        ],
+    );
+    let before = fds_of(lab.pid()).len();
+    // More clients than the bound; the kernel's backlog (511) takes the rest of them.
+    let clients: Vec<TcpStream> = (0..MAX_UNDELIVERED + 64)
+        .map(|_| {
+            let to = SocketAddr::from(([127, 0, 0, 1], port));
+            TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect")
+        })
+        .collect();
+    // The one connection the worker holds, and the bound: no more.
+    let most = before + 1 + MAX_UNDELIVERED;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds_of(lab.pid()).len() < most && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // time to take more, if it would
+    let held = fds_of(lab.pid()).len();
+    assert_eq!(
+        held, most,
+        "the primary holds {held} fds, {before} before the clients"
+    );
+    assert!(
+        lab.stdout_so_far().contains(&format!(
+            "{MAX_UNDELIVERED} connections accepted on 127.0.0.1:{port}"
+        )),
+        "the bound is told"
+    );
+    drop(clients);
+    let s = stop_serving(lab);
+    assert_eq!(problems(&s), Vec::<String>::new());
 }

@@ -8,7 +8,7 @@
 //! connection, this module sends the `newconn` and runs its callback when `{accepted}` comes
 //! back — the parts of `round_robin_handle.js` that call `sendHelper`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::rc::Rc;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::handle::Handle;
 use super::primary::Primary;
-use super::round_robin_handle::{Handoff, NewConnCallback};
+use super::round_robin_handle::{Handoff, MAX_UNDELIVERED, NewConnCallback, RoundRobinHandle};
 use super::utils;
 use super::worker::{Event, EventBound, ProblemLog};
 use crate::channel::{Channel, ChannelError, HandleType};
@@ -36,6 +36,9 @@ pub(crate) struct EventLoop {
     registered: HashMap<u64, (RawFd, bool)>,
     /// Round-robin listening sockets by token: the key of their handle.
     listeners: HashMap<u64, Rc<str>>,
+    /// Round-robin sockets left unwatched because their queue is full (see
+    /// [`MAX_UNDELIVERED`]).
+    full: HashSet<u64>,
     /// The last wait's answer (kept to reuse its memory).
     ready: Vec<Ready>,
     /// When every worker was last checked for an exit (see [`Primary::reap`]).
@@ -66,12 +69,58 @@ impl EventLoop {
         self.registered.insert(token, want);
     }
 
+    // ANCHOR: watch_listener
+    /// Watch a round-robin socket while its queue has room; while [`MAX_UNDELIVERED`]
+    /// connections wait for a worker, leave it unwatched, so that the next ones wait in the
+    /// kernel's backlog instead of in our memory. (libuv's own `uv__server_io` stops watching
+    /// a socket the same way while an accepted fd waits for `uv_accept`.) Said once per time
+    /// it fills, and once when it accepts again.
+    fn watch_listener(&mut self, token: u64, fd: BorrowedFd<'_>, rr: &RoundRobinHandle) {
+        self.listeners.insert(token, rr.key.clone());
+        let full = rr.is_full();
+        let was_full = self.full.contains(&token);
+        match full {
+            true => self.unwatch(token, fd),
+            false => self.watch(token, fd, false),
+        }
+        match (full, was_full) {
+            (true, false) => {
+                self.full.insert(token);
+                trace::note(&format!(
+                    "{MAX_UNDELIVERED} connections accepted on {} wait for a free worker: the primary \
+                     stops accepting there until a worker takes one (the next ones wait in \
+                     the kernel's backlog)",
+                    rr.key
+                ));
+            }
+            (false, true) => {
+                self.full.remove(&token);
+                trace::note(&format!(
+                    "a worker took a connection: accepting on {} again",
+                    rr.key
+                ));
+            }
+            _ => {}
+        }
+    }
+    // ANCHOR_END: watch_listener
+
+    /// Stop watching `fd` for now (`EPOLL_CTL_DEL`); [`EventLoop::watch`] adds it again.
+    fn unwatch(&mut self, token: u64, fd: BorrowedFd<'_>) {
+        if self.registered.remove(&token).is_some()
+            && let Some(ep) = &self.epoll
+        {
+            let _ = ep.delete(fd);
+        }
+    }
+
     /// Forget tokens whose owner is gone. Their fds are closed, and the kernel dropped them
     /// from the set when they closed (a channel or listening socket has no other copy in
     /// this process), so no syscall is needed — nor safe, as the number may be reused.
     fn forget_all_but(&mut self, alive: impl Fn(u64) -> bool) {
         self.registered.retain(|&t, _| alive(t));
         self.listeners.retain(|&t, _| alive(t));
+        self.full.retain(|&t| alive(t));
     }
 }
 
@@ -157,8 +206,7 @@ impl Primary {
                 && let Some(fd) = rr.fd()
             {
                 let token = LISTENER | rr.serial();
-                lp.watch(token, fd, false);
-                lp.listeners.insert(token, rr.key.clone());
+                lp.watch_listener(token, fd, rr);
             }
         }
         let channels: Vec<u64> = self
@@ -357,7 +405,9 @@ impl Primary {
         let Some(Handle::RoundRobin(rr)) = self.handles.get_mut(&**key) else {
             return;
         };
-        let Some(fd) = rr.fd() else { return };
+        let Some(fd) = rr.fd().filter(|_| !rr.is_full()) else {
+            return;
+        };
         let conn = match sys::accept4(fd, trace::format() != trace::Format::Off) {
             Ok(Some(conn)) => conn,
             Ok(None) | Err(_) => return, // Node ignores accept errors in distribute()

@@ -26,6 +26,42 @@ use super::path;
 /// a flood of queries must not make the primary run out of file descriptors for everyone.
 pub(crate) const MAX_HANDLES_PER_WORKER: usize = 64;
 
+/// The bounds on what a worker can make the primary keep, in a few lines for `lab --help`;
+/// the book's appendix `appendix-limits.md` has each with its test. The numbers are the
+/// consts themselves.
+pub(crate) fn limits_help() -> String {
+    use super::primary::MAX_CALLBACKS;
+    use super::round_robin_handle::MAX_UNDELIVERED;
+    use super::worker::{MAX_EVENT_BYTES, MAX_EVENTS, PROBLEM_KINDS, PROBLEMS_SHOWN};
+    use crate::channel::MAX_QUEUED;
+    use crate::framing::MAX_LINE;
+    use crate::sys::FDS_PER_READ;
+    let (queued, line, events) = (MAX_QUEUED >> 20, MAX_LINE >> 20, MAX_EVENT_BYTES >> 20);
+    [
+        "Limits a worker cannot pass (any program may be a worker; Node has none of these):"
+            .to_string(),
+        format!(
+            "  {queued} MiB queued for one worker, {line} MiB per line, {FDS_PER_READ} fds per \
+             message: past them, it is dropped"
+        ),
+        "  an fd on a message that is not NODE_HANDLE: closed at once and reported".to_string(),
+        format!("  {MAX_HANDLES_PER_WORKER} servers per worker: the next queryServer gets EMFILE"),
+        format!(
+            "  {MAX_UNDELIVERED} accepted connections waiting for a worker, per socket: the primary\n    \
+             stops accepting until one is taken; the kernel's backlog holds the rest"
+        ),
+        format!(
+            "  {PROBLEMS_SHOWN} problems told per kind, {PROBLEM_KINDS} kinds per worker; {MAX_EVENTS} \
+             unread events ({events} MiB);\n    {MAX_CALLBACKS} unanswered newconns: the rest \
+             are counted, dropped or refused"
+        ),
+        "See the book's \"Appendix: limits a worker cannot pass\" (book/src/appendix-limits.md)\n\
+         for what happens past each one, and the test that proves it."
+            .to_string(),
+    ]
+    .join("\n")
+}
+
 /// What the primary lets workers bind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BindPolicy {

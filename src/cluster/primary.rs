@@ -57,7 +57,7 @@ impl Settings {
 
 /// How many `newconn` replies may be outstanding at once, over all workers. Round robin
 /// gives a worker one connection at a time, so this is far above what honest workers reach.
-const MAX_CALLBACKS: usize = 65_536;
+pub(super) const MAX_CALLBACKS: usize = 65_536;
 
 /// The cluster primary.
 pub(crate) struct Primary {

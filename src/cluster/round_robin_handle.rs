@@ -25,6 +25,22 @@ use crate::framing::{Control, HandleType};
 use crate::net::{ListenStep, PipeOptions, Server};
 use crate::pipe_wrap::Libuv;
 
+/// The most accepted connections one round-robin socket keeps waiting for a free worker:
+/// 512. At the bound the primary stops accepting on that socket (the event loop no longer
+/// watches it) until a worker takes one, so the rest wait in the kernel's accept queue,
+/// which the listen backlog bounds (Node asks for 511, the kernel caps it at
+/// `net.core.somaxconn`); past that, the kernel drops new SYNs and clients retry.
+///
+/// Not Node: Node's `handles` queue has no bound. A worker that never answers its `newconn`
+/// stays busy, and with every worker busy a Node primary accepts every connection the
+/// kernel completes, one fd each, until `accept` fails with `EMFILE` for every socket it
+/// has. Why 512: the same order as the backlog in front of it, so the primary holds at most
+/// about as many connections as the kernel does; far above an honest run, where each worker
+/// takes its connection within a round trip and the queue grows only while every worker is
+/// busy (the benchmark's most clients, 256 at once, cannot fill it); and well under the
+/// usual 1024 fds a process may open.
+pub(crate) const MAX_UNDELIVERED: usize = 512;
+
 /// A connection to give to a worker: the primary sends it as `newconn` + fd.
 #[derive(Debug)]
 pub(crate) struct Handoff {
@@ -97,7 +113,8 @@ pub(crate) struct RoundRobinHandle {
     all: Vec<u32>,
     /// `free`: idle workers; the order is the rotation.
     free: VecDeque<u32>,
-    /// `handles`: accepted connections no worker has taken yet.
+    /// `handles`: accepted connections no worker has taken yet (at most
+    /// [`MAX_UNDELIVERED`] from `accept`; a refused one may come back on top).
     handles: VecDeque<OwnedFd>,
 }
 
@@ -248,6 +265,12 @@ impl RoundRobinHandle {
         [refused, self.handoff(worker)]
     }
     // ANCHOR_END: on_reply
+
+    /// Whether [`MAX_UNDELIVERED`] connections wait for a worker: then the primary accepts no
+    /// more on this socket until one is taken.
+    pub(crate) fn is_full(&self) -> bool {
+        self.handles.len() >= MAX_UNDELIVERED
+    }
 
     /// Whether the worker uses this handle.
     pub(crate) fn contains(&self, worker: u32) -> bool {

@@ -179,7 +179,7 @@ impl Drop for Primary {
 /// How many problems of one kind from one worker are shown; the rest are only counted.
 pub(super) const PROBLEMS_SHOWN: u64 = 5;
 /// How many kinds of problem are told apart per worker; further kinds share one count.
-const PROBLEM_KINDS: usize = 16;
+pub(super) const PROBLEM_KINDS: usize = 16;
 /// The longest problem text kept, in bytes (a peer's line may be 1 MiB); longer ones are cut.
 const PROBLEM_TEXT: usize = 512;
 

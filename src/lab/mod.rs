@@ -47,8 +47,13 @@ pub enum PolicyArg {
     None,
 }
 
-/// `cluster-walkthrough lab`: every knob.
+/// `cluster-walkthrough lab`: every knob. `--help` ends with the bounds on what a worker
+/// can make the primary keep.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Limits a worker cannot pass: see --help.",
+    after_long_help = crate::cluster::guard::limits_help()
+)]
 pub struct LabArgs {
     /// Number of workers (1 to 64)
     #[arg(long, default_value_t = 4,
