@@ -1,19 +1,23 @@
 //! Chapter 1: `listen` twice on one port, without cluster, gives `EADDRINUSE`.
 //!
-//! Three experiments: four servers in one process, two processes, and the kernel rule
-//! underneath (what `SO_REUSEADDR` allows on Linux). Run it with
+//! Four experiments: four servers in one process, two processes, the kernel rule underneath
+//! (what `SO_REUSEADDR` allows on Linux), and the same two servers in real Node 24 under
+//! `strace` (skipped, in one line, without them). Run it with
 //! `cargo run --bin ch01-listen-twice`.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx, HelperRole};
 use cluster_walkthrough::loopback::{LOOPBACK, free_port};
 use cluster_walkthrough::net::{self, ListenOptions, ListenStep, Server};
+use cluster_walkthrough::node_source::{Want, find_node};
+use cluster_walkthrough::strace::{self, SocketCall};
 use cluster_walkthrough::sys::{self, Errno, Transport};
-use cluster_walkthrough::trace;
+use cluster_walkthrough::trace::{self, Returned, Syscall};
 
 pub static CHAPTER: Chapter = Chapter {
     number: 1,
@@ -21,7 +25,8 @@ pub static CHAPTER: Chapter = Chapter {
     title: "Listening twice: EADDRINUSE",
     intro: "Without cluster, every listen() binds its own socket. We start four servers on one port in one\n\
             process, then a second process on the same port, and watch which syscall fails and what\n\
-            error Node would report. Last, the kernel rule behind it: what SO_REUSEADDR allows.",
+            error Node would report. Then the kernel rule behind it: what SO_REUSEADDR allows. Last,\n\
+            real Node 24 under strace, listening twice.",
     outro: "bind(2) fails with EADDRINUSE, libuv keeps the error until listen, and Node reports it as `listen EADDRINUSE`.",
     run,
     role: Some(role),
@@ -36,7 +41,8 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let port = ctx.pick_port()?;
     one_process_four_servers(port)?;
     two_processes(ctx, port)?;
-    reuseaddr_rules()
+    reuseaddr_rules()?;
+    node_under_strace(port)
 }
 
 // ANCHOR: four_servers
@@ -209,3 +215,70 @@ fn kernel_case(title: &str, addr: bool, port: bool, a_listens: bool) -> Result<(
     Ok(())
 }
 // ANCHOR_END: reuseaddr_rules
+
+/// The Node script of part 1d, relative to the crate's root.
+const SCRIPT: &str = "tests/node/listen-twice.js";
+
+/// The longest Node's run may take under strace (it takes well under a second).
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Real Node 24 listens twice on one port, in one process, under `strace -f`: its TCP
+/// sockets' `socket`, `setsockopt`, `bind` and `listen`, printed as our trace prints ours.
+fn node_under_strace(port: u16) -> Result<(), ChapterError> {
+    trace::heading("1d. The same in Node 24, under strace");
+    let node = match (strace::missing_strace(), find_node(Want::Major(24))) {
+        (None, Ok(node)) => node,
+        (Some(why), _) => return skipped(&why),
+        (None, Err(_)) => {
+            return skipped("node 24 is not installed (scripts/install-node-versions 24)");
+        }
+    };
+    trace::set_label("node 24");
+    trace::step(&format!(
+        "PORT={port} node {SCRIPT}: server 1 listens, then server 2 on its port"
+    ));
+    let mut cmd = Command::new(&node.path);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(SCRIPT))
+        .env("PORT", port.to_string());
+    let run = strace::run(&cmd, LIMIT)
+        .map_err(|e| ChapterError::Failed(format!("node under strace: {e}")))?;
+    let calls = strace::listen_calls(&run.text);
+    for (at, call) in calls.iter().enumerate() {
+        show(call);
+        if strace::bind_failed_alone(&calls, at) {
+            trace::note(&format!(
+                "no listen({}, ...) follows: strace saw none for this socket",
+                call.fd
+            ));
+        }
+    }
+    for line in run.stdout.lines() {
+        trace::error(line, serde_json::Value::Null);
+    }
+    if !run.status.success() || calls.is_empty() {
+        return Err(ChapterError::Failed(format!(
+            "node under strace ended with {} and {} socket calls: {}",
+            run.status,
+            calls.len(),
+            run.stderr.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// One of Node's calls, as our trace prints a call.
+fn show(call: &SocketCall) {
+    let syscall = Syscall::new(&call.name, &call.args);
+    match &call.result {
+        Ok(value) => trace::syscall(&syscall, Returned::Value(&value.to_string())),
+        Err((errno, desc)) => trace::syscall(&syscall, Returned::Error { errno, desc }),
+    }
+}
+
+/// Part 1d cannot run here: one line that says why.
+fn skipped(why: &str) -> Result<(), ChapterError> {
+    trace::raw(&format!(
+        "skipped: {why}; this part runs real Node under strace"
+    ));
+    Ok(())
+}

@@ -569,7 +569,8 @@ fn pinned_node() -> Option<NodeBinary> {
 }
 
 /// The first line of each Node block each page must show (chapter 5 before each of our
-/// `round_robin_handle.rs` includes; one block in chapters 2 and 6).
+/// `round_robin_handle.rs` includes; one block in chapters 2 and 6; chapters 3, 4 and 7
+/// before the Rust twin of each step).
 const NODE_BLOCKS: &[(&str, &[&str])] = &[
     (
         "ch05-round-robin.html",
@@ -588,6 +589,41 @@ const NODE_BLOCKS: &[(&str, &[&str])] = &[
     (
         "ch06-shared-handle.html",
         &["function SharedHandle(key, address, { port, addressType, fd, flags }) {"],
+    ),
+    (
+        "ch03-fork.html",
+        &[
+            "cluster.fork = function(env) {",
+            "function createWorkerProcess(id, env) {",
+            "  args = [...execArgv, modulePath, ...args];",
+            "function setupChildProcessIpcChannel() {",
+            "function initializeClusterIPC() {",
+            "cluster._setupWorker = function() {",
+            "function sendHelper(proc, message, handle, cb) {",
+        ],
+    ),
+    (
+        "ch04-query-server.html",
+        &[
+            "  const indexesKey = ArrayPrototypeJoin(",
+            "function queryServer(worker, message) {",
+            "let schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;",
+            "  handle.data ||= message.data;",
+            "  obj.once('listening', () => {",
+        ],
+    ),
+    (
+        "ch07-failures.html",
+        &[
+            "  handle.add(worker, (errno, reply, serverHandle) => {",
+            "function rr(message, { indexesKey, index }, cb) {",
+            "  function listenOnPrimaryHandle(err, handle) {",
+            "function checkBindError(err, port, handle) {",
+            "  worker.process.once('exit', (exitCode, signalCode) => {",
+            "function removeWorker(worker) {",
+            "function removeHandlesForWorker(worker) {",
+            "RoundRobinHandle.prototype.remove = function(worker) {",
+        ],
     ),
 ];
 

@@ -15,8 +15,8 @@ use cluster_walkthrough::check::{self, EXERCISES};
 const BIN: &str = env!("CARGO_BIN_EXE_cluster-walkthrough");
 
 /// Every exercise this file tests, one `#[test]` each (checked against the list below).
-const TESTED: [&str; 10] = [
-    "1.1", "2.1", "2.2", "3.1", "4.1", "5.1", "6.1", "7.1", "8.1", "9.1",
+const TESTED: [&str; 11] = [
+    "1.1", "2.1", "2.2", "3.1", "4.1", "5.1", "6.1", "7.1", "7.2", "8.1", "9.1",
 ];
 
 /// `check <id> [--file <file>]`, marked so that what it leaves behind can be found.
@@ -98,6 +98,12 @@ fn ex_6_1_sched_none() {
 #[test]
 fn ex_7_1_survive() {
     starter_fails_and_solution_passes("7.1");
+}
+
+/// The one exercise that is no Node script: flags for our lab, and a prediction.
+#[test]
+fn ex_7_2_lose_a_worker() {
+    starter_fails_and_solution_passes("7.2");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! tool the exercise needs, such as `strace` or a recent Node, is missing: the line says
 //! `skipped: ...`).
 //!
-//! The reader's files are under `exercises/chNN/`, each with a `TODO`; the solutions, which
+//! The reader's files are under `exercises/chNN/`, each with a `TODO`: a Node script, or
+//! (7.2) a line of flags for our lab and a prediction of what it prints. The solutions, which
 //! the book shows folded, are the same paths under `exercises/solutions/`. `--file` checks
 //! another file in place of the reader's (the tests check the starters and the solutions
 //! that way). Every check runs the file under a deadline, on 127.0.0.1 and ephemeral
@@ -140,6 +141,12 @@ pub const EXERCISES: &[Exercise] = &[
         title: "Handle 'error' so that workers stay up when the port is taken",
         file: "ch07/1_survive.js",
         check: ch07::survive,
+    },
+    Exercise {
+        id: "7.2",
+        title: "Flags for our lab: kill worker 2 after 5 connections; predict the rotation",
+        file: "ch07/2_lose_a_worker.txt",
+        check: ch07::lose_a_worker,
     },
     Exercise {
         id: "8.1",

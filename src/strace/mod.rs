@@ -10,6 +10,8 @@
 //! - `counts.rs`: per side, how often each [`CallKind`] happened ([`summarize`] gives the
 //!   [`CallCounts`]);
 //! - `table.rs`: Node's counts next to ours ([`table()`]);
+//! - `listening.rs`: one TCP socket's `socket`, `setsockopt`, `bind` and `listen`, as our
+//!   trace writes them ([`listen_calls`]), for chapter 1;
 //! - `run.rs`: the one part that starts processes: strace, as a helper ([`run()`]);
 //! - `scenarios.rs`: what chapter 10 runs both ways ([`scenarios()`]).
 //!
@@ -35,6 +37,7 @@
 mod counts;
 #[cfg(test)]
 mod fixtures;
+mod listening;
 mod parse;
 mod processes;
 mod run;
@@ -42,8 +45,9 @@ mod scenarios;
 mod table;
 
 pub use counts::{CallCounts, CallKind, summarize};
+pub use listening::{SocketCall, bind_failed_alone, listen_calls, short_addresses};
 pub use parse::{Call, parse};
 pub use processes::{Processes, Side, processes};
-pub use run::{RunError, SYSCALLS, Traced, missing_tools, quiet_port, run};
+pub use run::{RunError, SYSCALLS, Traced, missing_strace, missing_tools, quiet_port, run};
 pub use scenarios::{Scenario, scenarios};
 pub use table::{count_differences, flavour_differences, table};

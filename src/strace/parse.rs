@@ -13,6 +13,8 @@ pub struct Call {
     pub args: String,
     /// The return value, or the errno's name (`"EAGAIN"`), or `"?"` when strace could not tell.
     pub result: Result<i64, String>,
+    /// For a failed call, strace's words for its errno: `Address already in use`.
+    pub desc: Option<String>,
 }
 
 impl Call {
@@ -56,10 +58,20 @@ fn parse_call(tid: Option<u32>, text: &str) -> Option<Call> {
     // The result comes last, so the last ` = ` is its: argument strings are escaped by strace.
     let eq = text.rfind(" = ")?;
     let args = text[..eq].trim_end().strip_suffix(')')?.get(open + 1..)?;
-    let mut words = text[eq + 3..].split_whitespace();
+    let returned = &text[eq + 3..];
+    let mut words = returned.split_whitespace();
     let first = words.next()?;
+    let mut desc = None;
     let result = if first == "-1" {
-        Err(words.next().unwrap_or("?").to_string())
+        let errno = words.next().unwrap_or("?");
+        let after = returned
+            .split_once(errno)
+            .map_or("", |(_, rest)| rest.trim());
+        desc = after
+            .strip_prefix('(')
+            .and_then(|d| d.strip_suffix(')'))
+            .map(str::to_string);
+        Err(errno.to_string())
     } else if let Some(hex) = first.strip_prefix("0x") {
         i64::from_str_radix(hex, 16).map_err(|_| first.to_string())
     } else {
@@ -70,6 +82,7 @@ fn parse_call(tid: Option<u32>, text: &str) -> Option<Call> {
         name: name.to_string(),
         args: args.to_string(),
         result,
+        desc,
     })
 }
 
@@ -133,6 +146,7 @@ mod tests {
                 name: "listen".into(),
                 args: "21, 511".into(),
                 result: Ok(0),
+                desc: None,
             }]
         );
     }
@@ -148,6 +162,7 @@ mod tests {
             (c[0].tid, c[0].result.clone()),
             (None, Err("EACCES".into()))
         );
+        assert_eq!(c[0].desc.as_deref(), Some("Permission denied"));
         assert_eq!(
             (c[1].tid, c[1].result.clone()),
             (Some(4242), Err("EAGAIN".into()))

@@ -45,17 +45,25 @@ pub struct Traced {
     pub status: ExitStatus,
 }
 
+/// Whether `program args` runs and exits with 0 (in at most 10 seconds).
+fn works(program: &str, args: &[&str]) -> bool {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    helper::run(&mut cmd, Capture::Both, Duration::from_secs(10))
+        .is_ok_and(|done| done.status.success())
+}
+
 /// `None` if `node` and a working `strace` are here; otherwise why not, in a few words.
 pub fn missing_tools() -> Option<String> {
-    let works = |program: &str, args: &[&str]| {
-        let mut cmd = Command::new(program);
-        cmd.args(args);
-        helper::run(&mut cmd, Capture::Both, Duration::from_secs(10))
-            .is_ok_and(|done| done.status.success())
-    };
     if !works("node", &["--version"]) {
         return Some("`node` is not installed".into());
     }
+    missing_strace()
+}
+
+/// `None` if a working `strace` is here (one that may trace); otherwise why not, in a few
+/// words. For a run whose Node is not the one on `PATH`.
+pub fn missing_strace() -> Option<String> {
     if !works("strace", &["-V"]) {
         return Some("`strace` is not installed".into());
     }
