@@ -27,8 +27,25 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its fold (see `trace::keys`): the three failures, then
+/// the first worker's listen as the primary answers it, the second worker's, and who answered.
+const KEY_LINES: &[&str] = &[
+    "process ok: server 1 listening",
+    "process error: listen EADDRINUSE",
+    "process error: listen EADDRINUSE",
+    "process error: listen EADDRINUSE",
+    "primary queryServer from worker 1",
+    "primary # new RoundRobinHandle",
+    "primary reply to worker 1",
+    "worker 1 rr(): a fake handle",
+    "worker 1 ok: server 1 listening",
+    "primary # the key is known",
+    "summary answered by",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let _quiet = trace::Scoped::syscalls(false);
+    let _keys = trace::keys(KEY_LINES);
     let port = ctx.pick_port()?;
     trace::heading("0a. Without cluster: four servers, one process");
     trace::set_label("process");

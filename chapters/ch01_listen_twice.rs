@@ -39,9 +39,26 @@ fn main() -> ExitCode {
 
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let port = ctx.pick_port()?;
+    // The lines the book shows before its folds (see `trace::keys`). 1a: servers 1 and 2,
+    // whole (3 and 4 repeat 2); 1b is short enough to show whole; 1c: what B gets, per case.
+    let keys = trace::keys(&["process A"; 12]);
     one_process_four_servers(port)?;
+    drop(keys);
     two_processes(ctx, port)?;
+    let keys = trace::keys(&[
+        "socket B bind(",
+        "socket B bind(",
+        "socket B bind(",
+        "socket B bind(",
+        "socket B listen(",
+        "socket B listen(",
+        "socket B #",
+        "socket B #",
+        "socket B #",
+        "socket B #",
+    ]);
     reuseaddr_rules()?;
+    drop(keys);
     node_under_strace(port)
 }
 
@@ -190,7 +207,7 @@ fn reuseaddr_rules() -> Result<(), ChapterError> {
 
 fn kernel_case(title: &str, addr: bool, port: bool, a_listens: bool) -> Result<(), ChapterError> {
     let at = SocketAddr::new(LOOPBACK, fresh_port()?);
-    trace::raw(&format!("case {title}"));
+    trace::heading(&format!("case {title}"));
     trace::set_label("socket A");
     let a = raw_socket(addr, port)?;
     sys::bind(a.as_fd(), at).map_err(errno)?;

@@ -25,7 +25,25 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its fold (see `trace::keys`): worker 1 binds for itself,
+/// worker 2 fails as a lone program would, and worker 1 serves on after disconnect.
+const KEY_LINES: &[&str] = &[
+    "primary cluster.isPrimary",
+    "worker 1 socket(",
+    "worker 1 setsockopt(",
+    "worker 1 bind(",
+    "worker 1 listen(",
+    "worker 1 ok: server 1 listening",
+    "primary worker 1 is listening",
+    "worker 2 bind(",
+    "worker 2 listen(",
+    "worker 2 error:",
+    "primary worker 1 still runs",
+    "primary kill worker 1",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
+    let _keys = trace::keys(KEY_LINES);
     trace::set_label("primary");
     trace::step(&format!(
         "cluster.isPrimary = {} (NODE_UNIQUE_ID is not set here)",

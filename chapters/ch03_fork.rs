@@ -25,7 +25,25 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its fold (see `trace::keys`): worker 1's start and its
+/// messages, worker 2's `online`, and the primary's numbered `disconnect`s.
+const KEY_LINES: &[&str] = &[
+    "primary fork worker 1",
+    "worker 1 started",
+    "worker 1 online -> primary",
+    r#"worker 1 -> primary {"cmd":"NODE_CLUSTER","act":"online""#,
+    r#"worker 1 -> primary {"lab":"ready""#,
+    r#"worker 2 -> primary {"cmd":"NODE_CLUSTER","act":"online""#,
+    "primary cluster.disconnect()",
+    "primary -> worker 1",
+    "worker 1 disconnect from the primary",
+    "primary worker 1 disconnected",
+    "primary worker 1 exited",
+    "primary -> worker 2",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
+    let _keys = trace::keys(KEY_LINES);
     let _wire = trace::Scoped::wire(true);
     let args = LabArgs {
         workers: 2,

@@ -25,7 +25,25 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its fold (see `trace::keys`): worker 1's first question
+/// and the primary's answer, the key of its second, and worker 2's first meeting a known key.
+const KEY_LINES: &[&str] = &[
+    r#"worker 1 -> primary {"cmd":"NODE_CLUSTER","act":"queryServer""#,
+    "primary queryServer from worker 1",
+    "primary queryServer from worker 1",
+    "primary # new RoundRobinHandle",
+    "primary bind(",
+    "primary listen(",
+    "primary reply to worker 1",
+    r#"primary -> worker 1 {"cmd":"NODE_CLUSTER","errno""#,
+    "worker 1 rr():",
+    "worker 1 ok:",
+    r#"worker 1 -> primary {"cmd":"NODE_CLUSTER","act":"listening""#,
+    "primary # the key is known",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
+    let _keys = trace::keys(KEY_LINES);
     let _wire = trace::Scoped::wire(true);
     let args = LabArgs {
         workers: 2,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use cluster_walkthrough::chapter::{self, Chapter, ChapterError, Ctx};
 use cluster_walkthrough::lab::{LabArgs, PolicyArg};
+use cluster_walkthrough::trace;
 
 pub static CHAPTER: Chapter = Chapter {
     number: 5,
@@ -24,7 +25,26 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its fold (see `trace::keys`): the primary's one listen and
+/// worker 1's fake handle, the key known to worker 2, the first connection's trip, and the
+/// rotation.
+const KEY_LINES: &[&str] = &[
+    "primary listen(",
+    "primary reply to worker 1",
+    "worker 1 rr():",
+    "worker 1 ok:",
+    "primary # the key is known",
+    "primary accept4(",
+    "primary newconn -> worker 1",
+    "primary sendmsg(",
+    "worker 1 recvmsg(",
+    "worker 1 newconn for",
+    "primary worker 1 accepted",
+    "summary answered by",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
+    let _keys = trace::keys(KEY_LINES);
     let args = LabArgs {
         workers: 4,
         policy: Some(PolicyArg::Rr),

@@ -25,6 +25,28 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its fold (see `trace::keys`), in 6a: the primary only binds,
+/// the socket travels to worker 1, which listens on it itself.
+const TCP_KEY_LINES: &[&str] = &[
+    "primary # new SharedHandle",
+    "primary socket(",
+    "primary setsockopt(",
+    "primary bind(",
+    "primary reply to worker 1",
+    "primary sendmsg(",
+    "worker 1 recvmsg(",
+    "worker 1 shared():",
+    "worker 1 getsockname(",
+    "worker 1 listen(",
+];
+
+/// In 6b: a UDP socket is shared whatever the policy, and the primary sets no option on it.
+const UDP_KEY_LINES: &[&str] = &[
+    "primary # new SharedHandle",
+    "primary socket(",
+    "primary bind(",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     trace::heading("6a. TCP under SCHED_NONE");
     let tcp = LabArgs {
@@ -34,7 +56,9 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         connections: 12,
         ..LabArgs::default()
     };
+    let keys = trace::keys(TCP_KEY_LINES);
     ctx.lab(&tcp)?;
+    drop(keys);
     trace::heading("6b. UDP (always shared)");
     let udp = LabArgs {
         workers: 2,
@@ -42,6 +66,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         connections: 4,
         ..LabArgs::default()
     };
+    let _keys = trace::keys(UDP_KEY_LINES);
     ctx.lab(&udp)?;
     Ok(())
 }

@@ -27,6 +27,29 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its fold (see `trace::keys`), in 7a: the primary's bind
+/// fails, the error travels to worker 1.
+const RR_KEY_LINES: &[&str] = &[
+    "primary bind(",
+    "primary listen(",
+    "primary reply to worker 1",
+    "worker 1 error:",
+];
+
+/// In 7b: the same bind fails, a socket is sent anyway, and worker 1 finds out.
+const NONE_KEY_LINES: &[&str] = &[
+    "primary bind(",
+    "primary reply to worker 1",
+    "worker 1 getsockname(",
+];
+
+/// In 7c: the kill, and what the primary learns of it.
+const KILL_KEY_LINES: &[&str] = &[
+    "primary kill worker 2",
+    "primary worker 2 disconnected",
+    "primary worker 2 exited",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let port = ctx.pick_port()?;
     let holder =
@@ -44,9 +67,13 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         handle_errors: true,
         ..LabArgs::default()
     };
+    let keys = trace::keys(RR_KEY_LINES);
     ctx.lab(&taken(PolicyArg::Rr))?;
+    drop(keys);
     trace::heading("7b. The port is taken, SCHED_NONE");
+    let keys = trace::keys(NONE_KEY_LINES);
     ctx.lab(&taken(PolicyArg::None))?;
+    drop(keys);
     drop(holder);
     trace::heading("7c. A worker is killed mid-run");
     let kill = LabArgs {
@@ -60,6 +87,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         ..LabArgs::default()
     };
     let _quiet = trace::Scoped::syscalls(false);
+    let _keys = trace::keys(KILL_KEY_LINES);
     ctx.lab(&kill)?;
     Ok(())
 }

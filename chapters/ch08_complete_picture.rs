@@ -45,6 +45,11 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     trace::raw(&picture::sequence_diagram(&records));
     trace::heading("8b. Every branch, from one run each");
     let rows = every_branch(ctx)?;
+    // The short table is what the book shows before its fold (see `trace::keys`).
+    for line in picture::render_summary(&rows).lines() {
+        trace::raw(&trace::mark_line(line));
+    }
+    trace::raw("");
     trace::raw(&picture::render_table(&rows));
     trace::raw("");
     for line in legend() {

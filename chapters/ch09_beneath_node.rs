@@ -32,15 +32,92 @@ fn main() -> ExitCode {
     chapter::main(&CHAPTER)
 }
 
+/// The lines the book shows before its folds (see `trace::keys`). Only lines whose place does
+/// not depend on which child the kernel woke: a child's own lines only before the clients
+/// start. 9a: the first connection's whole life, and what the parent is left with.
+const FORK_KEY_LINES: &[&str] = &[
+    "client connection 1:",
+    "parent accept4(",
+    "parent fork()",
+    "child 1 started",
+    "child 1 close(3)",
+    "parent close(5)",
+    "client sends",
+    "child 1 got",
+    "client ok: answered by child 1",
+    "client shutdown(",
+    "child 1 read(",
+    "child 1 close(5)",
+    "parent waitpid(",
+    "parent after 3 connections",
+];
+
+/// 9b: one socket, the children that inherit it, the split, the stop.
+const PREFORK_KEY_LINES: &[&str] = &[
+    "parent socket(",
+    "parent listen(",
+    "parent fork()",
+    "child 1 started",
+    "parent fork()",
+    "child 2 started",
+    "parent fork()",
+    "child 3 started",
+    "parent # the parent never accepts",
+    "client answered by",
+    "client counts",
+    "parent kill(",
+    "parent waitpid(",
+];
+
+/// 9c: a socket per child, each bound to the same port, and the split.
+const REUSEPORT_KEY_LINES: &[&str] = &[
+    "parent # no socket in the parent",
+    "parent fork()",
+    "child 1 socket(",
+    "child 1 setsockopt(",
+    "child 1 setsockopt(",
+    "child 1 bind(",
+    "child 1 listen(",
+    "child 1 ok:",
+    "child 2 bind(",
+    "child 3 bind(",
+    "client answered by",
+    "client counts",
+];
+
+/// 9d: child 2 stops, connections wait in its queue, it dies, they are reset.
+const DEAD_CHILD_KEY_LINES: &[&str] = &[
+    "parent # child 2 stops",
+    "parent kill(",
+    "parent waitpid(",
+    "client connects until",
+    "client connection",
+    "client connection",
+    "client meanwhile",
+    "parent # child 2 dies",
+    "parent kill(",
+    "parent waitpid(",
+    "client error:",
+    "client error:",
+    "client child 2 answered none",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let port = ctx.pick_port()?;
     trace::heading("9a. Fork per connection: the article's C program, done right");
+    let keys = trace::keys(FORK_KEY_LINES);
     fork_per_connection::run(port, 3).map_err(failed)?;
+    drop(keys);
     trace::heading("9b. Pre-fork: one listening socket, inherited by every child");
+    let keys = trace::keys(PREFORK_KEY_LINES);
     prefork::run(port, CHILDREN, 8).map_err(failed)?;
+    drop(keys);
     trace::heading("9c. SO_REUSEPORT: a socket per child, one port");
+    let keys = trace::keys(REUSEPORT_KEY_LINES);
     reuseport::run(port, CHILDREN, 8).map_err(failed)?;
+    drop(keys);
     trace::heading("9d. SO_REUSEPORT: a child dies with connections in its queue");
+    let _keys = trace::keys(DEAD_CHILD_KEY_LINES);
     reuseport::dead_child(port, CHILDREN, 2, 2, 6).map_err(failed)?;
     Ok(())
 }

@@ -109,6 +109,19 @@ fn is_reuse(t: &str) -> bool {
     is_key(t) || t.contains("SO_REUSEPORT") || t.contains("listen({")
 }
 
+/// The lines the book shows before its fold (see `trace::keys`): the keys in both versions,
+/// what is new in Node 24 when one worker asks twice, and who accepts with `reusePort`.
+const KEY_LINES: &[&str] = &[
+    "primary queryServer from worker 1",
+    "primary queryServer from worker 1",
+    "primary queryServer from worker 1",
+    "primary queryServer from worker 1",
+    "primary this worker holds the key's handle already",
+    "worker 1 ERR_INTERNAL_ASSERTION",
+    "summary 4 connections",
+    "summary 4 connections",
+];
+
 fn run(ctx: &Ctx) -> Result<(), ChapterError> {
     let port = ctx.pick_port()?.to_string();
     let twice = [
@@ -138,6 +151,7 @@ fn run(ctx: &Ctx) -> Result<(), ChapterError> {
         lab_run(ctx, 20, &with("none"))?,
         lab_run(ctx, 24, &with("none"))?,
     ];
+    let _keys = trace::keys(KEY_LINES);
     for (node, run) in [20, 24].into_iter().zip(&rr) {
         show("1. The key of each listen", node, &run.0, is_key);
         trace::raw("");

@@ -40,6 +40,14 @@ for (const [label, viewport] of [['phone', { width: 390, height: 844 }], ['deskt
     page.on('console', (m) => { if (m.type() === 'error') problems.push(`${label} ${name}: console: ${m.text()}`); });
     page.on('pageerror', (e) => problems.push(`${label} ${name}: ${e.message}`));
     await page.goto(`${base}/${name}`, { waitUntil: 'load' });
+    // A closed <details> lays nothing out: open every fold (a whole trace, an answer) so its
+    // blocks are measured too, and close them again for the screenshot.
+    await page.evaluate(() => {
+      document.querySelectorAll('main details:not([open])').forEach((d) => {
+        d.open = true;
+        d.dataset.openedByCheck = '';
+      });
+    });
     const report = await page.evaluate(() => ({
       raw: document.body.innerText.includes('{{#'),
       code: document.querySelectorAll('main pre code').length,
@@ -47,11 +55,12 @@ for (const [label, viewport] of [['phone', { width: 390, height: 844 }], ['deskt
       overflow: document.documentElement.scrollWidth - window.innerWidth,
       // A code block whose longest line is wider than the block: its end is cut off, or hidden
       // behind a scroll bar. A block marked `diagram` (```text,diagram) keeps its columns
-      // and may scroll on a phone, never on a desktop.
+      // and may scroll on a phone, never on a desktop. Traces folded in <details> are open.
       cut: [...document.querySelectorAll('main pre code')]
         .filter((c) => c.scrollWidth > c.clientWidth + 1)
         .map((c) => ({
           diagram: c.classList.contains('diagram'),
+          folded: c.closest('details') !== null,
           by: c.scrollWidth - c.clientWidth,
           line: c.innerText.split('\n').reduce((a, b) => (b.length > a.length ? b : a), '').slice(0, 60),
         })),
@@ -60,8 +69,11 @@ for (const [label, viewport] of [['phone', { width: 390, height: 844 }], ['deskt
     if (report.plain) problems.push(`${label} ${name}: ${report.plain} code blocks without highlighting`);
     if (report.overflow > 2) problems.push(`${label} ${name}: ${report.overflow}px wider than the screen`);
     for (const c of report.cut.filter((c) => label === 'desktop' || !c.diagram)) {
-      problems.push(`${label} ${name}: a code block is cut by ${c.by}px: "${c.line}..."`);
+      problems.push(`${label} ${name}: a code block is cut by ${c.by}px${c.folded ? ' (in a fold)' : ''}: "${c.line}..."`);
     }
+    await page.evaluate(() => {
+      document.querySelectorAll('main details[data-opened-by-check]').forEach((d) => { d.open = false; });
+    });
     if (name !== 'print.html') {
       await page.screenshot({ path: path.join(shots, `${label}-${name}.png`), fullPage: label === 'desktop' });
     }

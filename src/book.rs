@@ -13,12 +13,17 @@
 //! never committed (see [`node_lines`]). Without that binary the build shows
 //! the links alone and says so in one line.
 //!
+//! A trace is shown the same way: `{{#trace ../../tests/snapshots/ch05_round_robin.snap}}`
+//! shows the lines the chapter's program marked as the ones that matter, and folds the whole
+//! trace under them (see [`trace_lines`]).
+//!
 //! mdBook logs through `tracing`; without a subscriber its messages are
 //! dropped, so a build prints nothing. Problems with `{{#include}}` links are
 //! only logged by mdBook, not returned as errors; `tests/book.rs` checks for
 //! them instead.
 
 pub mod node_lines;
+pub mod trace_lines;
 
 use std::error::Error;
 use std::fs::{self, OpenOptions};
@@ -67,6 +72,10 @@ pub enum BookError {
     /// a name not defined in the file, a file not in the binary, a bad range.
     #[error("{}: {}: {}", .0.page.display(), .0.directive, .0.why)]
     NodeLines(node_lines::DirectiveError),
+    /// A `{{#trace ...}}` directive cannot be shown: its file is missing, no line of it is
+    /// marked as one that matters, or too many are (see [`trace_lines`]).
+    #[error("{}: {}: {}", .0.page.display(), .0.directive, .0.why)]
+    TraceLines(node_lines::DirectiveError),
 }
 
 /// The book's root directory (the one holding `book.toml`) in this crate.
@@ -103,6 +112,7 @@ pub fn build_noting(
     // (`{{#include}}`): see `node_lines`.
     let src_dir = book.source_dir();
     node_lines::expand(&mut book.book, &src_dir, note).map_err(BookError::NodeLines)?;
+    trace_lines::expand(&mut book.book, &src_dir).map_err(BookError::TraceLines)?;
     book.config.build.build_dir = out_dir;
     book.build()
         .map_err(|e| BookError::Build { source: e.into() })?;

@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use anstyle::{AnsiColor, Style};
 use serde_json::{Value, json};
 
+mod keys;
+
+pub use keys::{Keys, MARK, keys, mark_line, unmark};
+
 /// How events are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -162,6 +166,7 @@ pub fn to_env() -> String {
     if c.wire {
         s.push_str(",wire");
     }
+    s.push_str(&keys::to_env());
     s
 }
 
@@ -170,7 +175,10 @@ pub fn init_from_env() -> bool {
     let Ok(v) = std::env::var(ENV) else {
         return false;
     };
-    let parts: Vec<&str> = v.split(',').collect();
+    // The settings, then one line per name of a line that matters (see [`keys`]).
+    let mut lines = v.split('\n');
+    let parts: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    keys::from_env(lines);
     let format = match parts.first().copied() {
         Some("json") => Format::Json,
         Some("off") => Format::Off,
@@ -357,6 +365,16 @@ pub fn capture<T>(f: impl FnOnce() -> T) -> (T, Vec<Value>) {
 }
 
 fn emit(kind: Kind, text: &str, extra: Option<Value>) {
+    // A line that matters to the chapter (see [`keys`]) is marked, in the JSON events too.
+    let key = keys::wanted() && keys::take(&label(), prefix(kind), text);
+    let extra = match (key, extra) {
+        (false, extra) => extra,
+        (true, Some(Value::Object(mut m))) => {
+            m.insert("key".into(), Value::Bool(true));
+            Some(Value::Object(m))
+        }
+        (true, _) => Some(json!({"key": true})),
+    };
     if let Some(events) = CAPTURED.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
         events.push(event_json(kind, text, extra));
         return;
@@ -366,12 +384,13 @@ fn emit(kind: Kind, text: &str, extra: Option<Value>) {
         Format::Off => {}
         Format::Text => {
             let label = label();
+            let column = keys::label_column(&label, key);
             let line = if c.colour {
                 let ls = label_style(&label);
                 let bs = body_style(kind);
-                format!("{ls}{label:<10}{ls:#} {bs}{}{text}{bs:#}\n", prefix(kind))
+                format!("{ls}{column}{ls:#} {bs}{}{text}{bs:#}\n", prefix(kind))
             } else {
-                format!("{label:<10} {}{text}\n", prefix(kind))
+                format!("{column} {}{text}\n", prefix(kind))
             };
             write_line(&line);
         }
@@ -489,10 +508,15 @@ pub fn note(text: &str) {
     emit(Kind::Note, text, None);
 }
 
-/// Print a raw line with no label (headings and summaries of the tour).
+/// Print a raw line with no label (headings and summaries of the tour). A line that matters
+/// (see [`keys`]; matched without a label) is marked with [`mark_line`].
 pub fn raw(text: &str) {
     if config().format == Format::Text {
-        write_line(&format!("{text}\n"));
+        let key = keys::wanted() && keys::take("", "", text);
+        match key {
+            true => write_line(&format!("{}\n", mark_line(text))),
+            false => write_line(&format!("{text}\n")),
+        }
     }
 }
 

@@ -5,8 +5,9 @@
 //! - **Reading** is everything before `## Exercises`: its prose at [`WORDS_PER_MINUTE`], and
 //!   its code, traces and tables of output at [`LINES_PER_MINUTE`]. A code block's lines are
 //!   counted after its `{{#include}}` links are resolved, as mdBook resolves them (a line range
-//!   or an anchor of the target file). A `<details>` fold is left out: the page shows its
-//!   summary, and the reader may skip the rest.
+//!   or an anchor of the target file); a `{{#trace}}` shows the lines its program marked,
+//!   and folds the rest. A `<details>` fold is left out: the page shows its summary, and the
+//!   reader may skip the rest.
 //! - **Exercises** is the `## Exercises` section, read at the same speeds, folded answers
 //!   included. The box may give more, for doing them, but not less.
 //!
@@ -22,7 +23,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cluster_walkthrough::book::{self, book_root, node_lines};
+use cluster_walkthrough::book::{self, book_root, node_lines, trace_lines};
 use cluster_walkthrough::node_source::{self, Want};
 
 /// Prose, read with care: a technical text, with code names in it.
@@ -124,6 +125,7 @@ fn link_lines(md: &Path, link: &str) -> usize {
     match kind {
         "title" => return 0,
         "node" => return node_lines_shown(md, link),
+        "trace" => return trace_lines_shown(md, link),
         "include" | "rustdoc_include" | "playground" => {}
         _ => panic!(
             "{}: tests/time_boxes.rs does not know how many lines `{link}` shows; teach \
@@ -188,6 +190,18 @@ fn node_lines_shown(md: &Path, link: &str) -> usize {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .count()
+}
+
+/// The non-blank lines a `{{#trace FILE}}` shows before its fold: the lines the program
+/// marked, and the `…` lines between them. The whole trace is in `<details>`, and a fold is
+/// not counted (the reader sees its summary only).
+fn trace_lines_shown(md: &Path, link: &str) -> usize {
+    let [Ok(directive)] = &trace_lines::find_directives(link)[..] else {
+        panic!("{}: {link} is not one good {{{{#trace}}}}", md.display());
+    };
+    let (excerpt, _) = trace_lines::inline(md, directive)
+        .unwrap_or_else(|why| panic!("{}: {link}: {why}", md.display()));
+    excerpt.iter().filter(|l| !l.trim().is_empty()).count()
 }
 
 /// Whether `line` is the `kind: name` marker of an anchor (`// ANCHOR: listen`).

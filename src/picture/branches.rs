@@ -316,10 +316,115 @@ pub fn render_table(rows: &[BranchRow]) -> String {
     out.join("\n")
 }
 
+/// The table in short, one line per branch: who made the `bind` and `listen` calls and how
+/// they went, and where `EADDRINUSE` was raised (`who: the syscall it names`). What chapter 8's
+/// closing rule reads down: only a process that binds gets `EADDRINUSE` from the kernel.
+pub fn render_summary(rows: &[BranchRow]) -> String {
+    let lone = |r: &BranchRow| r.workers.first().is_some_and(|w| w == "no workers");
+    let calls = |r: &BranchRow, call: &str| -> String {
+        let primary = if lone(r) { "process" } else { "primary" };
+        let sides = [(primary, &r.primary), ("workers", &r.workers)];
+        let made: Vec<String> = sides
+            .iter()
+            .flat_map(|(side, items)| {
+                let prefix = format!("{call} ");
+                items
+                    .iter()
+                    .filter_map(move |i| i.strip_prefix(&prefix).map(|n| format!("{side} {n}")))
+            })
+            .collect();
+        match made.is_empty() {
+            true => "-".to_string(),
+            false => made.join("; "),
+        }
+    };
+    let raised = |r: &BranchRow| -> String {
+        let at: Vec<String> = r
+            .errors
+            .iter()
+            .filter(|e| e.contains("EADDRINUSE"))
+            .filter_map(|e| {
+                let (who, text) = e.split_once(": ")?;
+                Some(format!("{who}: {}", text.split(' ').next().unwrap_or("")))
+            })
+            .collect();
+        match at.is_empty() {
+            true => "-".to_string(),
+            false => at.join("; "),
+        }
+    };
+    let table: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.branch.clone(),
+                calls(r, "bind"),
+                calls(r, "listen"),
+                raised(r),
+            ]
+        })
+        .collect();
+    let header = ["branch", "bind(2)", "listen(2)", "EADDRINUSE raised in"].map(String::from);
+    let mut widths = [0; 4];
+    for row in std::iter::once(&header).chain(&table) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 4]| -> String {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let rule = widths.map(|w| "-".repeat(w));
+    let mut out = vec![line(&header), line(&rule)];
+    out.extend(table.iter().map(line));
+    out.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_summary_says_who_binds_who_listens_and_who_raises_eaddrinuse() {
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let rows = [
+            BranchRow {
+                branch: "no cluster".into(),
+                primary: strings(&["socket 2", "bind 2, 1 EADDRINUSE", "listen 1, 1 skipped"]),
+                workers: strings(&["no workers"]),
+                channel: strings(&["no channel"]),
+                errors: strings(&[
+                    "process: listen EADDRINUSE: address already in use 127.0.0.1:P",
+                ]),
+            },
+            BranchRow {
+                branch: "SCHED_NONE".into(),
+                primary: strings(&["socket 1", "bind 1"]),
+                workers: strings(&["listen 2", "accept4 2"]),
+                channel: strings(&["online"]),
+                errors: strings(&["worker 2 ends by SIGKILL"]),
+            },
+        ];
+        let lines: Vec<String> = render_summary(&rows)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(
+            lines[2..],
+            [
+                "no cluster process 2, 1 EADDRINUSE process 1, 1 skipped process: listen",
+                "SCHED_NONE primary 1 workers 2 -",
+            ]
+        );
+    }
 
     #[test]
     fn nothing_recorded_makes_an_empty_row() {

@@ -22,7 +22,7 @@
 mod branches;
 mod sequence;
 
-pub use branches::{BranchRow, branch_row, render_table};
+pub use branches::{BranchRow, branch_row, render_summary, render_table};
 pub use sequence::sequence_diagram;
 
 use serde_json::Value;

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::{pack, redact_ports, summarize};
 use crate::channel::WireRecord;
+use crate::trace;
 
 /// One arrow of the diagram.
 struct Arrow {
@@ -130,6 +131,10 @@ fn finish(row: Vec<char>) -> String {
 /// The diagram: a header of actor names, one row per message with the arrow between the two
 /// lifelines, a footnote number on the first message of each kind, and then the footnotes
 /// with that message's exact line (ports as `[PORT]`), wrapped at 100 columns.
+///
+/// The rows that matter are marked (`trace::mark_line`: a `*` in the first column, a space
+/// otherwise): the header, and the first message of each of Node's kinds and the client's.
+/// The book shows those before its fold; the lab's own messages (`(ready)`) are folded.
 pub fn sequence_diagram(records: &[WireRecord]) -> String {
     let names = actors(records);
     let index = |n: &str| names.iter().position(|x| x == n).unwrap_or(0);
@@ -168,7 +173,7 @@ pub fn sequence_diagram(records: &[WireRecord]) -> String {
             }
         }
     }
-    out.push(finish(header));
+    out.push(trace::mark_line(&finish(header)));
     out.push(finish(lifelines(&cols)));
     let mut previous: Option<&str> = None;
     for a in &arrows {
@@ -180,7 +185,10 @@ pub fn sequence_diagram(records: &[WireRecord]) -> String {
             row.resize(row.len().max(note_col), ' ');
             row.extend(format!("[{n}]").chars());
         }
-        out.push(finish(row));
+        match a.note.is_some() && !a.kind.starts_with("user:") {
+            true => out.push(trace::mark_line(&finish(row))),
+            false => out.push(finish(row)),
+        }
         previous = Some(&a.kind);
     }
     out.push(finish(lifelines(&cols)));
@@ -315,7 +323,25 @@ mod tests {
 
     #[test]
     fn nothing_recorded_draws_an_empty_primary() {
-        assert_eq!(sequence_diagram(&[]), "  primary\n     |\n     |\n");
+        assert_eq!(sequence_diagram(&[]), "* primary\n     |\n     |\n");
+    }
+
+    #[test]
+    fn the_header_and_the_first_row_of_each_of_nodes_kinds_are_marked() {
+        let mut run = small_run();
+        run.insert(1, rec("worker 1", "primary", r#"{"lab":"ready"}"#, false));
+        let d = sequence_diagram(&run);
+        let marked: Vec<&str> = d.lines().filter(|l| l.starts_with('*')).collect();
+        assert!(
+            marked[0].contains("client") && marked[0].contains("primary"),
+            "{d}"
+        );
+        assert_eq!(marked.len(), 1 + 5, "the header and five kinds:\n{d}");
+        assert!(
+            d.lines()
+                .any(|l| l.contains("(ready)") && l.starts_with(' ')),
+            "the lab's own message is not marked:\n{d}"
+        );
     }
 
     #[test]
