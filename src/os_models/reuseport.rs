@@ -87,6 +87,37 @@ pub fn dead_child(
     after: usize,
 ) -> Result<DeadChild, ModelError> {
     let addr = SocketAddr::new(LOOPBACK, port);
+    let (mut children, queue) = fork_and_stop(addr, workers, victim)?;
+    let mut out = DeadChild::default();
+    let waiting = fill_queue(addr, &queue, victim, held, &mut out)?;
+    let next = waiting.last().map_or(1, |(i, _)| i + 1);
+
+    trace::set_label("parent");
+    trace::note(&format!("child {victim} dies; {}", migrate_req_note()));
+    children.signal(victim, Signal::SIGKILL)?;
+    children.reap(victim)?;
+
+    read_late_answers(waiting, &mut out);
+    out.after = sequential_clients(addr, next, after, workers)?;
+    if out.after.count(victim) == 0 {
+        trace::step(&format!(
+            "child {victim} answered none: the group has {} sockets now",
+            workers - 1
+        ));
+    }
+    trace::set_label("parent");
+    children.stop_all()?;
+    Ok(out)
+}
+// ANCHOR_END: dead_child
+
+/// `workers` fresh children on one `SO_REUSEPORT` port, quiet; child `victim` stopped
+/// (`SIGSTOP`) with its socket still in the group. Returns them and the victim's accept queue.
+fn fork_and_stop(
+    addr: SocketAddr,
+    workers: usize,
+    victim: usize,
+) -> Result<(Children, AcceptQueue), ModelError> {
     trace::set_label("parent");
     trace::step(&format!(
         "{workers} fresh children, each with its own SO_REUSEPORT socket (quiet this time)"
@@ -99,7 +130,7 @@ pub fn dead_child(
         })?;
     }
     let pid = children.pid(victim).expect("just forked");
-    let queue = AcceptQueue::of(pid, port)?;
+    let queue = AcceptQueue::of(pid, addr.port())?;
     trace::note(&format!(
         "child {victim} stops, as if busy with a long request: its socket stays in the group"
     ));
@@ -109,16 +140,12 @@ pub fn dead_child(
     if !sys::wait_until_stopped(pid, WAIT_LIMIT).map_err(|e| ModelError::sys("waitpid", e))? {
         return Err(ModelError::Failed(format!("child {victim} did not stop")));
     }
+    Ok((children, queue))
+}
 
-    let mut out = DeadChild::default();
-    let waiting = fill_queue(addr, &queue, victim, held, &mut out)?;
-    let next = waiting.last().map_or(1, |(i, _)| i + 1);
-
-    trace::set_label("parent");
-    trace::note(&format!("child {victim} dies; {}", migrate_req_note()));
-    children.signal(victim, Signal::SIGKILL)?;
-    children.reap(victim)?;
-
+/// What became of the connections that waited in the dead child's queue: answered after all
+/// (by another child), or reset.
+fn read_late_answers(waiting: Vec<(usize, Client)>, out: &mut DeadChild) {
     trace::set_label("client");
     for (i, mut client) in waiting {
         match client.read_line() {
@@ -132,18 +159,7 @@ pub fn dead_child(
             }
         }
     }
-    out.after = sequential_clients(addr, next, after, workers)?;
-    if out.after.count(victim) == 0 {
-        trace::step(&format!(
-            "child {victim} answered none: the group has {} sockets now",
-            workers - 1
-        ));
-    }
-    trace::set_label("parent");
-    children.stop_all()?;
-    Ok(out)
 }
-// ANCHOR_END: dead_child
 
 /// Connect (and send a line) until `held` connections wait in the stopped child's queue.
 /// The others are answered by the running children; they are counted, not printed, since
