@@ -22,6 +22,7 @@
 //! only logged by mdBook, not returned as errors; `tests/book.rs` checks for
 //! them instead.
 
+mod directive;
 pub mod node_lines;
 pub mod trace_lines;
 

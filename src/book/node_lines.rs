@@ -154,53 +154,29 @@ fn parse_args(args: &str) -> Result<(Version, String, Select), String> {
 /// Every `{{#node ...}}` in `page` (mdBook's spelling: optional spaces after `{{`; a `\` before
 /// it escapes it), in order. A malformed one is an error carrying its text.
 pub fn find_directives(page: &str) -> Vec<Result<Directive, (String, String)>> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(at) = page[from..].find("{{").map(|i| from + i) {
-        from = at + 2;
-        let rest = page[from..].trim_start_matches([' ', '\t']);
-        let Some(args) = rest.strip_prefix("#node") else {
-            continue;
-        };
-        if !args.starts_with(char::is_whitespace) && !args.starts_with("}}") {
-            continue; // `{{#nodejs ...}}` is someone else's
-        }
-        if page[..at].ends_with('\\') {
-            continue;
-        }
-        let args_at = page.len() - args.len();
-        let line_start = page[..at].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = page[at..].find('\n').map_or(page.len(), |i| at + i);
-        let Some(close) = page[args_at..line_end].find("}}") else {
-            out.push(Err((
-                page[at..line_end].to_string(),
-                "no closing `}}` on its line".to_string(),
-            )));
-            continue;
-        };
-        let end = args_at + close + 2;
-        let text = page[at..end].to_string();
-        from = end;
-        let indent = &page[line_start..at];
-        let alone = indent.trim().is_empty() && page[end..line_end].trim().is_empty();
-        out.push(match parse_args(&args[..close]) {
-            Err(why) => Err((text, why)),
-            Ok(_) if !alone => Err((
-                text,
-                "it must stand on a line of its own (it becomes a caption and a code block)"
-                    .to_string(),
-            )),
-            Ok((version, path, select)) => Ok(Directive {
-                span: (at, end),
-                indent: indent.to_string(),
-                text,
-                version,
-                path,
-                select,
-            }),
-        });
-    }
-    out
+    let found = super::directive::scan(page, "#node").into_iter();
+    found
+        .map(|f| {
+            let f = f?;
+            let text = f.text.to_string();
+            match parse_args(f.args) {
+                Err(why) => Err((text, why)),
+                Ok(_) if !f.alone => Err((
+                    text,
+                    "it must stand on a line of its own (it becomes a caption and a code block)"
+                        .to_string(),
+                )),
+                Ok((version, path, select)) => Ok(Directive {
+                    span: f.span,
+                    indent: f.indent.to_string(),
+                    text,
+                    version,
+                    path,
+                    select,
+                }),
+            }
+        })
+        .collect()
 }
 
 /// Whether `line` (one line of JavaScript) starts the definition of `name`: `function name(`,

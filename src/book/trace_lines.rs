@@ -99,48 +99,27 @@ fn parse_args(args: &str) -> Result<(String, Kind), String> {
 /// Every `{{#trace ...}}` in `page` (a `\` before it escapes it), in order. A malformed one
 /// is an error carrying its text.
 pub fn find_directives(page: &str) -> Vec<Result<Directive, (String, String)>> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    while let Some(at) = page[from..].find("{{").map(|i| from + i) {
-        from = at + 2;
-        let rest = page[from..].trim_start_matches([' ', '\t']);
-        let Some(args) = rest.strip_prefix("#trace") else {
-            continue;
-        };
-        if !args.starts_with(char::is_whitespace) || page[..at].ends_with('\\') {
-            continue;
-        }
-        let args_at = page.len() - args.len();
-        let line_start = page[..at].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = page[at..].find('\n').map_or(page.len(), |i| at + i);
-        let Some(close) = page[args_at..line_end].find("}}") else {
-            out.push(Err((
-                page[at..line_end].to_string(),
-                "no closing `}}` on its line".to_string(),
-            )));
-            continue;
-        };
-        let end = args_at + close + 2;
-        let text = page[at..end].to_string();
-        from = end;
-        let indent = &page[line_start..at];
-        let alone = indent.trim().is_empty() && page[end..line_end].trim().is_empty();
-        out.push(match parse_args(&args[..close]) {
-            Err(why) => Err((text, why)),
-            Ok(_) if !alone => Err((
-                text,
-                "it must stand on a line of its own (it becomes two blocks)".to_string(),
-            )),
-            Ok((path, kind)) => Ok(Directive {
-                span: (at, end),
-                indent: indent.to_string(),
-                text,
-                path,
-                kind,
-            }),
-        });
-    }
-    out
+    let found = super::directive::scan(page, "#trace").into_iter();
+    found
+        .map(|f| {
+            let f = f?;
+            let text = f.text.to_string();
+            match parse_args(f.args) {
+                Err(why) => Err((text, why)),
+                Ok(_) if !f.alone => Err((
+                    text,
+                    "it must stand on a line of its own (it becomes two blocks)".to_string(),
+                )),
+                Ok((path, kind)) => Ok(Directive {
+                    span: f.span,
+                    indent: f.indent.to_string(),
+                    text,
+                    path,
+                    kind,
+                }),
+            }
+        })
+        .collect()
 }
 
 /// The text of a traced file as the page shows it: an insta snapshot without its header
