@@ -2,9 +2,9 @@
 //! `AF_UNIX` stream socket, with file descriptors riding along via `SCM_RIGHTS`.
 //!
 //! Mirrors `setupChannel` in
-//! [`lib/internal/child_process.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process.js#L582)
+//! [`lib/internal/child_process.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/child_process.js#L652)
 //! and the `json` framing in
-//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process/serialization.js#L142),
+//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/child_process/serialization.js#L100),
 //! plus what libuv does underneath (`uv_write2` → `sendmsg`, `uv__read` → `recvmsg`):
 //!
 //! * one JSON document per line; plain lines go out with a plain write;

@@ -81,9 +81,13 @@ fn port_unusable(host: IpAddr, port: u16, syscall: &str, errno: Errno) -> String
         Errno::EADDRINUSE => {
             format!("port {port} on {host} is already in use by another program; {instead}")
         }
-        Errno::EACCES => format!(
+        Errno::EACCES if port < 1024 => format!(
             "port {port} on {host} needs a permission this user lacks ({syscall} EACCES): \
              ports below 1024 need root or CAP_NET_BIND_SERVICE; {instead}"
+        ),
+        Errno::EACCES => format!(
+            "port {port} on {host} needs a permission this user lacks ({syscall} EACCES): \
+             a security policy forbids it here; {instead}"
         ),
         _ => format!("port {port} on {host} cannot be used: {syscall} {errno}; {instead}"),
     }

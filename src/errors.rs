@@ -1,7 +1,7 @@
 //! Node's socket errors, with Node's exact texts.
 //!
 //! Mirrors the two constructors in
-//! [`lib/internal/errors.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/errors.js#L683)
+//! [`lib/internal/errors.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/errors.js#L685)
 //! that the listen path uses. They differ in a way a reader can see:
 //!
 //! * `UVExceptionWithHostPort` (line 683): `listen EADDRINUSE: address already in use 127.0.0.1:8000`

@@ -1,7 +1,9 @@
 //! Turning the bytes of a channel into messages: the `json` framing of
-//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/child_process/serialization.js#L142)
-//! (`parseChannelMessages`), plus the rule of `setupChannel` that an fd received from the
-//! kernel waits for the next complete `NODE_HANDLE` line.
+//! [`lib/internal/child_process/serialization.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/child_process/serialization.js#L100)
+//! (`parseChannelMessages`), and which line an fd belongs to: the line the last byte of its
+//! read falls in (the kernel ends a read after the bytes that carried fds, and a sender puts
+//! the fd on its `NODE_HANDLE` line's first byte). An fd that came with any other line is
+//! closed and reported; Node's `setupChannel` keeps it for the next `NODE_HANDLE` line.
 //!
 //! Kept apart from the socket so it can be tested and fuzzed with plain bytes: a peer
 //! process is the one input the primary cannot trust.

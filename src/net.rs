@@ -1,4 +1,4 @@
-//! Mirror of Node's [`lib/net.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/net.js#L1955):
+//! Mirror of Node's [`lib/net.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/net.js#L2489):
 //! the path from `server.listen(...)` to a listening socket, or to a question for the primary.
 //!
 //! The call chain is Node's, name for name:

@@ -320,8 +320,12 @@ fn a_flood_of_unknown_acts_is_counted_not_kept() {
 /// A lab that keeps serving (`--serve`) with one fake worker, `lab_args` added: running, and
 /// past its setup (it said where it serves), so the primary can be looked at while it runs.
 fn serving(case: &str, lab_args: &[&str]) -> helper::Running {
+    serving_as(Command::new(BIN), case, lab_args)
+}
+
+/// [`serving`], started by `cmd` (this program, or `prlimit ... -- program`).
+fn serving_as(mut cmd: Command, case: &str, lab_args: &[&str]) -> helper::Running {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake_worker.py");
-    let mut cmd = Command::new(BIN);
     cmd.args(["lab", "--json", "--no-syscalls", "--serve", "30"])
         .args(lab_args)
         .arg("--exec")
@@ -438,6 +442,62 @@ fn connections_no_worker_takes_wait_in_the_kernel_not_in_the_primary() {
             "{MAX_UNDELIVERED} connections accepted on 127.0.0.1:{port}"
         )),
         "the bound is told"
+    );
+    drop(clients);
+    let s = stop_serving(lab);
+    assert_eq!(problems(&s), Vec::<String>::new());
+}
+
+/// CPU time a process has used so far, in clock ticks (`utime + stime` of `/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the primary runs");
+    let after_name = &stat[stat.rfind(')').expect("(comm)") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+#[test]
+fn a_primary_out_of_fds_rests_its_socket_instead_of_spinning() {
+    if !common::have("python3", "it runs the fake worker")
+        || !common::have("prlimit", "it gives the lab a small fd limit")
+    {
+        return;
+    }
+    // 64 fds: far fewer than the queue's bound, so accept4 meets EMFILE first. The only
+    // worker holds its first connection and never answers, so nothing frees an fd.
+    let port = common::free_port();
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=64:64", "--", BIN]);
+    let args = [
+        "--workers",
+        "1",
+        "--exec-workers",
+        "1",
+        "--port",
+        &port.to_string(),
+    ];
+    let lab = serving_as(cmd, "hold-conns", &args);
+    let to = SocketAddr::from(([127, 0, 0, 1], port));
+    let clients: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect_timeout(&to, Duration::from_secs(2)).expect("connect"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lab.stdout_so_far().contains("accept4 EMFILE") {
+        assert!(
+            Instant::now() < deadline,
+            "no EMFILE: {}",
+            lab.stdout_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A socket left watched would wake every wait: a whole CPU second in this second.
+    let before = cpu_ticks(lab.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(lab.pid()) - before;
+    assert!(
+        used < 30,
+        "the primary used {used} ticks of CPU in one second"
     );
     drop(clients);
     let s = stop_serving(lab);

@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/child.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/child.js#L35):
+//! Mirror of [`lib/internal/cluster/child.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/child.js#L36):
 //! the worker's side. It starts by saying `online`, asks the primary for servers
 //! (`_getServer`), turns each answer into a handle (`rr()`: a fake one; `shared()`: the real
 //! socket), answers `newconn` with `{accepted}`, and closes its servers on `disconnect`.
@@ -282,6 +282,9 @@ impl Runtime {
         let mut events = Vec::new();
         for m in messages {
             events.extend(self.on_message(m));
+        }
+        for what in self.channel.take_warnings() {
+            trace::problem(&format!("the primary {what}"));
         }
         if self.channel.is_closed() {
             events.push(WorkerEvent::PrimaryGone);

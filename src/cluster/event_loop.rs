@@ -23,6 +23,9 @@ use crate::channel::{Channel, ChannelError, HandleType};
 use crate::sys::{self, Epoll, Ready};
 use crate::trace;
 
+/// How long a round-robin socket rests after `accept4` found no free fd (`EMFILE`).
+const ACCEPT_REST: Duration = Duration::from_millis(100);
+
 /// Tokens tell whose fd woke us: a worker's channel is its id; the rest are tagged.
 const LISTENER: u64 = 1 << 40;
 const EXTRA: u64 = 2 << 40;
@@ -39,6 +42,9 @@ pub(crate) struct EventLoop {
     /// Round-robin sockets left unwatched because their queue is full (see
     /// [`MAX_UNDELIVERED`]).
     full: HashSet<u64>,
+    /// Round-robin sockets resting after `accept4` found no free fd (`EMFILE`, `ENFILE`):
+    /// until when. A socket still watched would wake every wait and spin.
+    stalled: HashMap<u64, Instant>,
     /// The last wait's answer (kept to reuse its memory).
     ready: Vec<Ready>,
     /// When every worker was last checked for an exit (see [`Primary::reap`]).
@@ -73,13 +79,25 @@ impl EventLoop {
     /// Watch a round-robin socket while its queue has room; while [`MAX_UNDELIVERED`]
     /// connections wait for a worker, leave it unwatched, so that the next ones wait in the
     /// kernel's backlog instead of in our memory. (libuv's own `uv__server_io` stops watching
-    /// a socket the same way while an accepted fd waits for `uv_accept`.) Said once per time
-    /// it fills, and once when it accepts again.
+    /// a socket the same way while an accepted fd waits for `uv_accept`.) It is watched again
+    /// once half of them are taken, so a queue at the bound does not flip every connection.
+    /// Said once per time it fills, and once when it accepts again. A socket resting after
+    /// `EMFILE` stays unwatched until its time is up.
     fn watch_listener(&mut self, token: u64, fd: BorrowedFd<'_>, rr: &RoundRobinHandle) {
         self.listeners.insert(token, rr.key.clone());
-        let full = rr.is_full();
         let was_full = self.full.contains(&token);
-        match full {
+        let full = match was_full {
+            true => rr.waiting() > MAX_UNDELIVERED / 2,
+            false => rr.is_full(),
+        };
+        let resting = self
+            .stalled
+            .get(&token)
+            .is_some_and(|&t| Instant::now() < t);
+        if !resting {
+            self.stalled.remove(&token);
+        }
+        match full || resting {
             true => self.unwatch(token, fd),
             false => self.watch(token, fd, false),
         }
@@ -96,7 +114,7 @@ impl EventLoop {
             (false, true) => {
                 self.full.remove(&token);
                 trace::note(&format!(
-                    "a worker took a connection: accepting on {} again",
+                    "workers took half of them: accepting on {} again",
                     rr.key
                 ));
             }
@@ -121,6 +139,7 @@ impl EventLoop {
         self.registered.retain(|&t, _| alive(t));
         self.listeners.retain(|&t, _| alive(t));
         self.full.retain(|&t| alive(t));
+        self.stalled.retain(|&t, _| alive(t));
     }
 }
 
@@ -246,10 +265,17 @@ impl Primary {
 
     /// A worker that exited but is not reaped yet makes the turn short.
     fn turn_timeout(&self, timeout: Duration) -> Duration {
-        match self.workers.values().any(|w| w.channel.is_none()) {
+        let timeout = match self.workers.values().any(|w| w.channel.is_none()) {
             true => timeout.min(Duration::from_millis(5)),
             false => timeout,
-        }
+        };
+        let now = Instant::now();
+        let rest = self
+            .event_loop
+            .stalled
+            .values()
+            .map(|&t| t.saturating_duration_since(now));
+        rest.fold(timeout, Duration::min)
     }
 
     /// The end of a turn: whatever the channels hold back goes out now (see `channel.rs`:
@@ -410,6 +436,15 @@ impl Primary {
         };
         let conn = match sys::accept4(fd, trace::format() != trace::Format::Off) {
             Ok(Some(conn)) => conn,
+            Err(e @ (sys::Errno::EMFILE | sys::Errno::ENFILE)) => {
+                // The connection stays in the backlog, and the socket stays readable: rest it
+                // a moment instead of waking on it in a loop.
+                let token = LISTENER | rr.serial();
+                let until = Instant::now() + ACCEPT_REST;
+                self.event_loop.stalled.insert(token, until);
+                let rest = ACCEPT_REST.as_millis();
+                return trace::note(&format!("accept4 {e:?} on {key}: resting it {rest} ms"));
+            }
             Ok(None) | Err(_) => return, // Node ignores accept errors in distribute()
         };
         if let Some(h) = rr.distribute(conn) {

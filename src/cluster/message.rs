@@ -1,7 +1,7 @@
 //! The cluster protocol's messages, as types. Node writes them as object literals at each
 //! `sendHelper` call in
-//! [`child.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/child.js#L92)
-//! and [`primary.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L268);
+//! [`child.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/child.js#L93)
+//! and [`primary.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/primary.js#L268);
 //! here each one is a type, so both sides agree on the fields and their order.
 //!
 //! Field order is part of the wire format: `serde_json`'s `preserve_order` writes fields in

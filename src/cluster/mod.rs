@@ -1,5 +1,5 @@
-//! Mirror of Node's [`lib/cluster.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/cluster.js#L28)
-//! and the files under [`lib/internal/cluster/`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L62).
+//! Mirror of Node's [`lib/cluster.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/cluster.js#L28)
+//! and the files under [`lib/internal/cluster/`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/primary.js#L62).
 //!
 //! Node decides *once*, when `cluster` is first loaded, whether this process is a primary or a
 //! worker: a worker is a process whose environment has `NODE_UNIQUE_ID`. Nothing else. A plain
@@ -10,7 +10,7 @@ pub(crate) mod child;
 
 // ANCHOR: is_primary
 /// `cluster.isPrimary`: true unless `NODE_UNIQUE_ID` is in the environment
-/// ([`lib/cluster.js` L28](https://github.com/nodejs/node/blob/v20.20.2/lib/cluster.js#L28)).
+/// ([`lib/cluster.js` L28](https://github.com/nodejs/node/blob/v24.22.3/lib/cluster.js#L28)).
 pub fn is_primary() -> bool {
     std::env::var_os(NODE_UNIQUE_ID).is_none() && !child::is_set_up()
 }

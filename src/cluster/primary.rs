@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/primary.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/primary.js#L161):
+//! Mirror of [`lib/internal/cluster/primary.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/primary.js#L161):
 //! forking workers, answering their `queryServer`, and the map of handles by key — in the
 //! order `primary.js` has them: setup, `createWorkerProcess`, `removeWorker`,
 //! `removeHandlesForWorker`, `fork`, `disconnect`, `onmessage` and its methods, `send`.

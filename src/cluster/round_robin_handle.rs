@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/round_robin_handle.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/round_robin_handle.js#L17):
+//! Mirror of [`lib/internal/cluster/round_robin_handle.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/round_robin_handle.js#L17):
 //! the primary owns the one listening socket, accepts every connection itself and hands each
 //! one to a worker over IPC.
 //!
@@ -270,6 +270,11 @@ impl RoundRobinHandle {
     /// more on this socket until one is taken.
     pub(crate) fn is_full(&self) -> bool {
         self.handles.len() >= MAX_UNDELIVERED
+    }
+
+    /// How many accepted connections wait for a worker.
+    pub(crate) fn waiting(&self) -> usize {
+        self.handles.len()
     }
 
     /// Whether the worker uses this handle.

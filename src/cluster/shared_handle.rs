@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/shared_handle.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/shared_handle.js#L9):
+//! Mirror of [`lib/internal/cluster/shared_handle.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/shared_handle.js#L13):
 //! the primary binds one socket and sends it to every worker. Each worker then calls
 //! `listen(2)` on it and accepts for itself: N listens on one socket, one accept queue, and
 //! whichever worker the kernel wakes takes the connection.

@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/utils.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/utils.js#L16):
+//! Mirror of [`lib/internal/cluster/utils.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/utils.js#L16):
 //! the `NODE_CLUSTER` envelope, the sequence numbers that pair replies with requests, the
 //! table of callbacks waiting for those replies, and `internal`, which routes what arrives.
 //! Both sides use it, as both `child.js` and `primary.js` require `utils.js`.

@@ -1,4 +1,4 @@
-//! Mirror of [`lib/internal/cluster/worker.js`](https://github.com/nodejs/node/blob/v20.20.2/lib/internal/cluster/worker.js#L15):
+//! Mirror of [`lib/internal/cluster/worker.js`](https://github.com/nodejs/node/blob/v24.22.3/lib/internal/cluster/worker.js#L16):
 //! the primary's view of one worker, and what the cluster API does with workers by id
 //! (`worker.process.pid`, `worker.send`, `worker.kill`, `cluster.workers`).
 //!
