@@ -59,6 +59,22 @@ pub(crate) fn scan<'a>(page: &'a str, name: &str) -> Vec<Result<Found<'a>, (Stri
     out
 }
 
+/// `text` with `indent` before each of its lines but the first (which goes where the directive
+/// was, after the same indent), blank lines left blank.
+pub(crate) fn indent_rest(text: &str, indent: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.is_empty() {
+                out.push_str(indent);
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

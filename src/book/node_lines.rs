@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 
 use mdbook_driver::book::{Book, BookItem};
 
+use super::directive::indent_rest;
 use crate::node_source::{self, NodeBinary, SourceFile, Version, Want};
 
 /// A directive that could not be expanded: which one, where, and why.
@@ -432,22 +433,6 @@ pub fn excerpt_here(d: &Directive) -> Result<Option<Excerpt>, String> {
     };
     let file = node.source(&d.path).map_err(|e| e.to_string())?;
     excerpt(&file, &d.select).map(Some)
-}
-
-/// `text` with `indent` before each of its lines but the first (which goes where the directive
-/// was, after the same indent), blank lines left blank.
-fn indent_rest(text: &str, indent: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-            if !line.is_empty() {
-                out.push_str(indent);
-            }
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 /// The one line the build prints when a pinned release is not installed.

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use mdbook_driver::book::{Book, BookItem};
 
+use super::directive::indent_rest;
 use super::node_lines::DirectiveError;
 
 /// The most lines a trace block shows outside a fold, `…` lines included. `tests/traces_fit.rs`
@@ -344,21 +345,6 @@ pub fn inline(page: &Path, d: &Directive) -> Result<(Vec<String>, String), Strin
         ));
     }
     Ok((excerpt, body))
-}
-
-/// `text` with `indent` before each of its lines but the first, blank lines left blank.
-fn indent_rest(text: &str, indent: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-            if !line.is_empty() {
-                out.push_str(indent);
-            }
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 /// Expands every `{{#trace}}` in one page's markdown; `page` is its file.
