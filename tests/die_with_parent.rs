@@ -46,6 +46,7 @@ fn kill_when(
         std::thread::sleep(Duration::from_millis(10));
     }
     program.kill();
+    let killed_at = ticks_since_boot();
     let mut before: Vec<u32> = common::marked_once(mark).iter().map(|p| p.pid).collect();
     let mut after = Aftermath::default();
     let watch = Instant::now();
@@ -54,6 +55,9 @@ fn kill_when(
         let new: Vec<&Marked> = now
             .iter()
             .filter(|p| !before.contains(&p.pid) && only_it_starts(p))
+            // Forked before the kill and seen only now (its exec had not shown its command
+            // line yet): not started after. It dies with its parent like the others.
+            .filter(|p| start_ticks(p.pid).is_some_and(|t| t > killed_at + 2))
             .collect();
         for p in new {
             before.push(p.pid); // one line per process
@@ -66,6 +70,25 @@ fn kill_when(
         std::thread::sleep(Duration::from_millis(20));
     }
     after
+}
+
+/// Clock ticks since boot (`/proc/uptime`, at the kernel's 100 ticks a second of `stat(5)`).
+fn ticks_since_boot() -> u64 {
+    let uptime = std::fs::read_to_string("/proc/uptime").expect("/proc/uptime");
+    let secs: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("seconds since boot");
+    (secs * 100.0) as u64
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of `/proc/PID/stat`).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    // Field 22 of stat(5); after the name, fields start at 3.
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[test]
