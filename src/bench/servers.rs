@@ -17,7 +17,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use super::BenchError;
@@ -28,6 +27,7 @@ use crate::lab::{self, LabArgs, PolicyArg};
 use crate::loopback::{LOOPBACK, free_port};
 use crate::node_source::{self, Want};
 use crate::os_models::serve::{self, Until};
+use crate::strace;
 use crate::sys;
 use crate::trace;
 
@@ -459,39 +459,7 @@ fn node_command(strategy: Strategy, workers: u32, port: u16, lifetime_secs: u64)
 /// and the server killed if strace dies (a killed strace would only detach it). `cmd`'s
 /// environment goes along.
 fn under_strace(cmd: &Command, out: &Path) -> Command {
-    let mut traced = Command::new("strace");
-    traced
-        .args(["-f", "-qq", "-ttt", "-s", "0", "-o"])
-        .arg(out)
-        .arg("--")
-        .args(dying_with_strace())
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (key, value) in cmd.get_envs() {
-        match value {
-            Some(v) => traced.env(key, v),
-            None => traced.env_remove(key),
-        };
-    }
-    if let Some(dir) = cmd.get_current_dir() {
-        traced.current_dir(dir);
-    }
-    traced
-}
-
-/// `setpriv --pdeathsig KILL --`, when `setpriv` (util-linux) runs here; it adds one `execve`
-/// before the server starts, and nothing once it serves.
-fn dying_with_strace() -> &'static [&'static str] {
-    static WORDS: OnceLock<&'static [&'static str]> = OnceLock::new();
-    WORDS.get_or_init(|| {
-        let words: &'static [&'static str] = &["setpriv", "--pdeathsig", "KILL", "--"];
-        let mut probe = Command::new(words[0]);
-        probe.args(&words[1..]).arg("true");
-        match helper::run(&mut probe, Capture::Both, Duration::from_secs(10)) {
-            Ok(done) if done.status.success() => words,
-            _ => &[],
-        }
-    })
+    strace::wrap(&["-f", "-qq", "-ttt", "-s", "0"], out, cmd)
 }
 
 /// Every process's parent, from `/proc/*/stat`.

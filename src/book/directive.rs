@@ -3,6 +3,12 @@
 //! `{{`, a `\` before it escapes it), closed on its own line, and standing alone on it, since
 //! each directive becomes whole blocks.
 
+use std::path::{Path, PathBuf};
+
+use mdbook_driver::book::{Book, BookItem};
+
+use super::node_lines::DirectiveError;
+
 /// One directive found in a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Found<'a> {
@@ -57,6 +63,34 @@ pub(crate) fn scan<'a>(page: &'a str, name: &str) -> Vec<Result<Found<'a>, (Stri
         }));
     }
     out
+}
+
+/// Replace every chapter of `book` that mentions `name` by what `expand` makes of its text
+/// (its source file under `src_dir` names it in errors). Stops at the first error.
+pub(crate) fn each_page(
+    book: &mut Book,
+    src_dir: &Path,
+    name: &str,
+    mut expand: impl FnMut(&str, &Path) -> Result<String, DirectiveError>,
+) -> Result<(), DirectiveError> {
+    let mut first_error = None;
+    book.for_each_mut(|item| {
+        let BookItem::Chapter(chapter) = item else {
+            return;
+        };
+        if first_error.is_some() || !chapter.content.contains(name) {
+            return;
+        }
+        let page = match &chapter.source_path {
+            Some(p) => src_dir.join(p),
+            None => PathBuf::from(&chapter.name),
+        };
+        match expand(&chapter.content, &page) {
+            Ok(content) => chapter.content = content,
+            Err(e) => first_error = Some(e),
+        }
+    });
+    first_error.map_or(Ok(()), Err)
 }
 
 /// `text` with `indent` before each of its lines but the first (which goes where the directive

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use mdbook_driver::book::{Book, BookItem};
+use mdbook_driver::book::Book;
 
 use super::directive::indent_rest;
 use crate::node_source::{self, NodeBinary, SourceFile, Version, Want};
@@ -507,24 +507,9 @@ pub fn expand(
     note: &mut dyn FnMut(&str),
 ) -> Result<(), DirectiveError> {
     let mut binaries = Binaries::default();
-    let mut first_error = None;
-    book.for_each_mut(|item| {
-        let BookItem::Chapter(chapter) = item else {
-            return;
-        };
-        if first_error.is_some() || !chapter.content.contains("#node") {
-            return;
-        }
-        let page = match &chapter.source_path {
-            Some(p) => src_dir.join(p),
-            None => PathBuf::from(&chapter.name),
-        };
-        match expand_page(&chapter.content, &page, &mut binaries, note) {
-            Ok(content) => chapter.content = content,
-            Err(e) => first_error = Some(e),
-        }
-    });
-    first_error.map_or(Ok(()), Err)
+    super::directive::each_page(book, src_dir, "#node", |content, page| {
+        expand_page(content, page, &mut binaries, note)
+    })
 }
 
 #[cfg(test)]

@@ -29,9 +29,9 @@
 //! diagram it is a row of dotted lifelines instead. A file with no line chosen, or more than
 //! [`MAX_INLINE`] lines to show, fails the build, naming the page and the directive.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mdbook_driver::book::{Book, BookItem};
+use mdbook_driver::book::Book;
 
 use super::directive::indent_rest;
 use super::node_lines::DirectiveError;
@@ -370,24 +370,7 @@ fn expand_page(content: &str, page: &Path) -> Result<String, DirectiveError> {
 /// Expands every `{{#trace}}` in every chapter of `book`, whose sources are in `src_dir`.
 /// Stops at the first directive that cannot be expanded.
 pub fn expand(book: &mut Book, src_dir: &Path) -> Result<(), DirectiveError> {
-    let mut first_error = None;
-    book.for_each_mut(|item| {
-        let BookItem::Chapter(chapter) = item else {
-            return;
-        };
-        if first_error.is_some() || !chapter.content.contains("#trace") {
-            return;
-        }
-        let page = match &chapter.source_path {
-            Some(p) => src_dir.join(p),
-            None => PathBuf::from(&chapter.name),
-        };
-        match expand_page(&chapter.content, &page) {
-            Ok(content) => chapter.content = content,
-            Err(e) => first_error = Some(e),
-        }
-    });
-    first_error.map_or(Ok(()), Err)
+    super::directive::each_page(book, src_dir, "#trace", expand_page)
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub use counts::{CallCounts, CallKind, summarize};
 pub use listening::{SocketCall, bind_failed_alone, listen_calls, short_addresses};
 pub use parse::{Call, parse};
 pub use processes::{Processes, Side, processes};
+pub(crate) use run::wrap;
 pub use run::{RunError, SYSCALLS, Traced, missing_strace, missing_tools, quiet_port, run};
 pub use scenarios::{Scenario, scenarios};
 pub use table::{count_differences, flavour_differences, table};
